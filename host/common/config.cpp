@@ -1,0 +1,306 @@
+#include "config.h"
+
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+namespace vmhost {
+namespace fs = std::filesystem;
+namespace {
+
+Error configError(const std::string& file, const YAML::Mark* mark, const std::string& cause) {
+  std::string where = file;
+  if (mark != nullptr && mark->line >= 0) {
+    where += ":" + std::to_string(mark->line + 1) + ":" + std::to_string(mark->column + 1);
+  }
+  return Error{VMHOST_ERR_INVALID_ARGUMENT, where + ": " + cause, false};
+}
+
+std::string joinKeys(const std::vector<std::string>& keys) {
+  std::string out;
+  for (const auto& k : keys) out += (out.empty() ? "" : ", ") + k;
+  return out;
+}
+
+// Returns the first key of `map` not in `known`, if any.
+std::optional<std::pair<std::string, YAML::Mark>> unknownKey(const YAML::Node& map,
+                                                             const std::vector<std::string>& known) {
+  for (const auto& kv : map) {
+    std::string key = kv.first.Scalar();
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      return std::make_pair(key, kv.first.Mark());
+    }
+  }
+  return std::nullopt;
+}
+
+void appendJsonString(std::string& out, const std::string& s) {
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+
+bool isJsonNumber(const std::string& s) {
+  static const std::regex number(R"(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?)");
+  return std::regex_match(s, number);
+}
+
+// YAML -> JSON. Plain (unquoted) scalars that read as numbers, booleans or
+// null become those; everything else is a string, as YAML 1.2's core schema.
+void toJson(const YAML::Node& node, std::string& out) {
+  switch (node.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      out += "null";
+      break;
+    case YAML::NodeType::Scalar: {
+      const std::string& s = node.Scalar();
+      bool plain = node.Tag() == "?";
+      if (plain && (s == "true" || s == "false" || s == "null" || isJsonNumber(s))) {
+        out += s;
+      } else if (plain && (s == "~" || s == "Null" || s == "NULL")) {
+        out += "null";
+      } else if (plain && (s == "True" || s == "TRUE")) {
+        out += "true";
+      } else if (plain && (s == "False" || s == "FALSE")) {
+        out += "false";
+      } else {
+        appendJsonString(out, s);
+      }
+      break;
+    }
+    case YAML::NodeType::Sequence: {
+      out += '[';
+      bool first = true;
+      for (const auto& item : node) {
+        if (!first) out += ',';
+        first = false;
+        toJson(item, out);
+      }
+      out += ']';
+      break;
+    }
+    case YAML::NodeType::Map: {
+      out += '{';
+      bool first = true;
+      for (const auto& kv : node) {
+        if (!first) out += ',';
+        first = false;
+        appendJsonString(out, kv.first.Scalar());
+        out += ':';
+        toJson(kv.second, out);
+      }
+      out += '}';
+      break;
+    }
+  }
+}
+
+fs::path anchor(const std::string& file) {
+  fs::path p(file);
+  return p.has_parent_path() ? p.parent_path() : fs::path(".");
+}
+
+std::string resolve(const std::string& file, const std::string& path) {
+  fs::path p(path);
+  if (p.is_absolute()) return p.lexically_normal().string();
+  return (anchor(file) / p).lexically_normal().string();
+}
+
+}  // namespace
+
+std::string defaultPluginName(vmhost_plugin_kind kind) {
+  switch (kind) {
+    case VMHOST_KIND_SCHEDULER: return "default";
+    case VMHOST_KIND_STORAGE: return "local";
+    case VMHOST_KIND_NETWORK: return "libvirt-network";
+    case VMHOST_KIND_MIGRATION: return "precopy";
+    default: return "";
+  }
+}
+
+std::string pluginFileName(vmhost_plugin_kind kind, const std::string& name) {
+  return "vmhost-" + kindName(kind) + "-" + name + ".so";
+}
+
+std::string defaultPluginDir() {
+  if (const char* env = std::getenv("VMHOST_PLUGIN_DIR"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  boost::system::error_code ec;
+  auto exe = boost::dll::program_location(ec);
+  if (ec) return "/usr/lib/vmhost/plugins";
+  return (fs::path(exe.parent_path().string()) / ".." / "lib" / "vmhost" / "plugins")
+      .lexically_normal()
+      .string();
+}
+
+HostConfig defaultConfig() {
+  HostConfig config;
+  config.file = "(defaults)";
+  config.pluginDir = defaultPluginDir();
+  for (auto kind : kAllKinds) {
+    PluginSlot& slot = config.plugins[kind - 1];
+    slot.kind = kind;
+    slot.name = defaultPluginName(kind);
+    slot.path = (fs::path(config.pluginDir) / pluginFileName(kind, slot.name)).string();
+    slot.configJson = "{}";
+  }
+  return config;
+}
+
+Result<HostConfig> loadConfigFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int err = errno;
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) return configError(path, nullptr, "is a directory, not a config file");
+    return configError(path, nullptr, std::string("cannot open config file: ") + std::strerror(err));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parseConfig(ss.str(), path);
+}
+
+Result<HostConfig> parseConfig(const std::string& text, const std::string& file) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    return configError(file, &e.mark, "invalid YAML: " + e.msg);
+  }
+  HostConfig config = defaultConfig();
+  config.file = file;
+  if (root.IsNull()) return config;  // an empty file: all defaults
+  if (!root.IsMap()) {
+    auto mark = root.Mark();
+    return configError(file, &mark, "the config must be a mapping of keys to values");
+  }
+  static const std::vector<std::string> kTopKeys = {"pluginDir", "plugins"};
+  if (auto bad = unknownKey(root, kTopKeys)) {
+    return configError(file, &bad->second,
+                       "unknown key '" + bad->first + "' (expected one of: " + joinKeys(kTopKeys) + ")");
+  }
+  if (auto dir = root["pluginDir"]) {
+    auto mark = dir.Mark();
+    if (!dir.IsScalar() || dir.Scalar().empty()) {
+      return configError(file, &mark, "pluginDir: must be a non-empty path");
+    }
+    config.pluginDir = resolve(file, dir.Scalar());
+  }
+  auto plugins = root["plugins"];
+  if (plugins && !plugins.IsNull()) {
+    auto mark = plugins.Mark();
+    if (!plugins.IsMap()) return configError(file, &mark, "plugins: must be a mapping of slot to plugin");
+    static const std::vector<std::string> kSlots = {"scheduler", "storage", "network", "migration"};
+    if (auto bad = unknownKey(plugins, kSlots)) {
+      return configError(file, &bad->second,
+                         "plugins: unknown slot '" + bad->first + "' (expected one of: " +
+                             joinKeys(kSlots) + ")");
+    }
+    for (const auto& kv : plugins) {
+      std::string slotName = kv.first.Scalar();
+      vmhost_plugin_kind kind = *parseKind(slotName);
+      const YAML::Node& node = kv.second;
+      auto where = node.Mark();
+      std::string ctx = "plugins." + slotName + ": ";
+      if (!node.IsMap()) return configError(file, &where, ctx + "must be a mapping with 'name' or 'path'");
+      static const std::vector<std::string> kSlotKeys = {"name", "path", "config"};
+      if (auto bad = unknownKey(node, kSlotKeys)) {
+        return configError(file, &bad->second,
+                           ctx + "unknown key '" + bad->first + "' (expected one of: " +
+                               joinKeys(kSlotKeys) + ")");
+      }
+      PluginSlot slot;
+      slot.kind = kind;
+      slot.fromFile = true;
+      auto name = node["name"];
+      auto path = node["path"];
+      if (name && path) return configError(file, &where, ctx + "give either 'name' or 'path', not both");
+      if (!name && !path) return configError(file, &where, ctx + "missing 'name' or 'path'");
+      if (name) {
+        auto m = name.Mark();
+        static const std::regex kName("[a-z0-9][a-z0-9-]{0,62}");
+        if (!name.IsScalar() || !std::regex_match(name.Scalar(), kName)) {
+          return configError(file, &m, ctx + "name: must match [a-z0-9][a-z0-9-]*, got '" +
+                                           (name.IsScalar() ? name.Scalar() : "<not a string>") + "'");
+        }
+        slot.name = name.Scalar();
+      } else {
+        auto m = path.Mark();
+        if (!path.IsScalar() || path.Scalar().empty()) {
+          return configError(file, &m, ctx + "path: must be a non-empty path");
+        }
+        slot.path = resolve(file, path.Scalar());
+      }
+      auto cfg = node["config"];
+      if (cfg && !cfg.IsNull()) {
+        auto m = cfg.Mark();
+        if (!cfg.IsMap()) return configError(file, &m, ctx + "config: must be a mapping");
+        slot.configJson.clear();
+        toJson(cfg, slot.configJson);
+      } else {
+        slot.configJson = "{}";
+      }
+      config.plugins[kind - 1] = std::move(slot);
+    }
+  }
+  for (auto& slot : config.plugins) {
+    if (slot.path.empty()) {
+      slot.path = (fs::path(config.pluginDir) / pluginFileName(slot.kind, slot.name)).string();
+    }
+  }
+  return config;
+}
+
+Result<Plugins> loadPlugins(const HostConfig& config) {
+  Plugins out;
+  for (auto kind : kAllKinds) {
+    const PluginSlot& slot = config.slot(kind);
+    std::string ctx = config.file + ": plugins." + kindName(kind) + ": ";
+    auto lib = PluginLibrary::open(slot.path);
+    if (!lib.ok()) {
+      return Error{lib.error().code, ctx + lib.error().message, false};
+    }
+    const PluginInfo& info = lib.value()->info();
+    if (info.kind != kind) {
+      return Error{VMHOST_ERR_FAILED_PRECONDITION,
+                   ctx + slot.path + ": plugin '" + info.name + "' is a " + kindName(info.kind) +
+                       " plugin, not a " + kindName(kind) + " plugin",
+                   false};
+    }
+    auto instance = PluginInstance::create(std::move(lib.value()), slot.configJson);
+    if (!instance.ok()) {
+      return Error{instance.error().code, ctx + instance.error().message, instance.error().retryable};
+    }
+    out.instances[kind - 1] = std::move(instance.value());
+  }
+  return out;
+}
+
+}  // namespace vmhost

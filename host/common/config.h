@@ -1,0 +1,67 @@
+// The host config file (YAML; JSON is valid YAML): which plugin fills each
+// slot, and with what config. Parsing checks every key; loading the plugins
+// is separate (loadPlugins), so `vmhost check-config` and start-up share it.
+//
+//   pluginDir: /usr/lib/vmhost/plugins   # optional
+//   plugins:
+//     scheduler: {name: default, config: {cpuAllocationRatio: 4}}
+//     storage:   {name: local, config: {pool: /var/lib/vmhost/pool}}
+//     network:   {path: /opt/acme/vmhost-network-acme.so}
+//     migration: {name: precopy}
+#pragma once
+
+#include "plugin_host.h"
+#include "result.h"
+
+#include <array>
+#include <memory>
+#include <string>
+
+namespace vmhost {
+
+// Slots in kind order: index = kind - 1.
+inline constexpr std::array<vmhost_plugin_kind, 4> kAllKinds = {
+    VMHOST_KIND_SCHEDULER, VMHOST_KIND_STORAGE, VMHOST_KIND_NETWORK, VMHOST_KIND_MIGRATION};
+
+struct PluginSlot {
+  vmhost_plugin_kind kind = VMHOST_KIND_INVALID;
+  std::string name;        // from `name:` (or the default), empty when `path:` is given
+  std::string path;        // resolved file path
+  std::string configJson;  // the `config:` section as JSON; "{}" when absent
+  bool fromFile = false;   // named in the config file (not a default)
+};
+
+struct HostConfig {
+  std::string file;       // the config file, as given (for messages)
+  std::string pluginDir;  // resolved
+  std::array<PluginSlot, 4> plugins;
+
+  const PluginSlot& slot(vmhost_plugin_kind kind) const { return plugins[kind - 1]; }
+};
+
+// The name a slot gets when the config does not fill it.
+std::string defaultPluginName(vmhost_plugin_kind kind);
+// Where `name` resolves to: <dir>/vmhost-<kind>-<name>.so
+std::string pluginFileName(vmhost_plugin_kind kind, const std::string& name);
+// The plugin directory when the config names none: $VMHOST_PLUGIN_DIR, else
+// <directory of this executable>/../lib/vmhost/plugins.
+std::string defaultPluginDir();
+
+// Reads and checks a config file. Errors are one line: "FILE[:LINE:COL]: cause".
+Result<HostConfig> loadConfigFile(const std::string& path);
+// The same from text; `file` names it in messages and anchors relative paths.
+Result<HostConfig> parseConfig(const std::string& text, const std::string& file);
+// A config with every slot at its default (no file).
+HostConfig defaultConfig();
+
+// The loaded, created plugins of a config.
+struct Plugins {
+  std::array<std::unique_ptr<PluginInstance>, 4> instances;
+  PluginInstance& get(vmhost_plugin_kind kind) { return *instances[kind - 1]; }
+};
+
+// Loads, checks and creates the plugin of every slot. The first failure is
+// returned as one line naming the config file, the slot and the cause.
+Result<Plugins> loadPlugins(const HostConfig& config);
+
+}  // namespace vmhost

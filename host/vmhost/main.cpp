@@ -1,0 +1,53 @@
+// vmhost: the host binary. main() only dispatches; each command lives in its
+// own module.
+#include "plugin_commands.h"
+
+#include <vmhost/plugin.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+const char* kUsage =
+    "usage: vmhost COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  check-config FILE          validate a config and its plugins without starting anything\n"
+    "  plugins list [--config F]  list the plugins in the plugin directory, or those F selects\n"
+    "  plugins inspect FILE.so    print a plugin's kind, name, version, ABI range, capabilities\n"
+    "  version                    print the host and plugin ABI versions\n"
+    "\n"
+    "environment:\n"
+    "  VMHOST_PLUGIN_DIR          plugin directory when the config names none\n"
+    "                             (default: <bin>/../lib/vmhost/plugins)\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  const std::string cmd = args[0];
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (cmd == "check-config") return vmhost::cli::checkConfig(rest);
+  if (cmd == "version") {
+    std::printf("vmhost %s (plugin ABI %u..%u)\n", VMHOST_VERSION, VMHOST_ABI_VERSION_MIN,
+                VMHOST_ABI_VERSION);
+    return 0;
+  }
+  if (cmd == "plugins") {
+    if (!rest.empty() && rest[0] == "list") return vmhost::cli::pluginsList({rest.begin() + 1, rest.end()});
+    if (!rest.empty() && rest[0] == "inspect") {
+      return vmhost::cli::pluginsInspect({rest.begin() + 1, rest.end()});
+    }
+    std::fprintf(stderr, "vmhost plugins: expected 'list' or 'inspect'\n");
+    return 2;
+  }
+  std::fprintf(stderr, "vmhost: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+  return 2;
+}

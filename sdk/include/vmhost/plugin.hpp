@@ -1,0 +1,392 @@
+// vmhost plugin author layer: header-only C++ over the C ABI in plugin.h.
+//
+// Implement one of the kind interfaces below and export it with one macro:
+//
+//   class MyScheduler final : public vmhost::sdk::SchedulerPlugin {
+//    public:
+//     explicit MyScheduler(vmhost::sdk::PluginContext& ctx);
+//     void schedule(vmhost::schema::ScheduleRequest::Reader request,
+//                   vmhost::schema::ScheduleResult::Builder result) override;
+//   };
+//   VMHOST_PLUGIN(MyScheduler, "my-scheduler", "1.0.0", "Places VMs my way", 0)
+//
+// The layer negotiates the ABI version, decodes requests with bounded
+// readers, encodes responses as flat word arrays, and turns every exception
+// into an error code at the boundary: throw vmhost::sdk::Error to choose the
+// code; any other exception becomes VMHOST_ERR_INTERNAL. Nothing but the C
+// types of plugin.h leaves the shared object.
+//
+// This header is compiled into the plugin with the plugin's own compiler;
+// the host never sees these C++ types.
+#pragma once
+
+#include <vmhost/plugin.h>
+#include <vmhost/schema/common.capnp.h>
+#include <vmhost/schema/migration.capnp.h>
+#include <vmhost/schema/network.capnp.h>
+#include <vmhost/schema/scheduler.capnp.h>
+#include <vmhost/schema/storage.capnp.h>
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <new>
+#include <optional>
+#include <type_traits>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace vmhost::sdk {
+
+// Throw from a plugin method (or constructor) to fail the call with `code`.
+class Error : public std::exception {
+ public:
+  Error(vmhost_status code, std::string message, bool retryable = false)
+      : code_(code), message_(std::move(message)), retryable_(retryable) {}
+  const char* what() const noexcept override { return message_.c_str(); }
+  vmhost_status code() const noexcept { return code_; }
+  bool retryable() const noexcept { return retryable_; }
+
+ private:
+  vmhost_status code_;
+  std::string message_;
+  bool retryable_;
+};
+
+// What an instance gets from the host. Lives as long as the instance.
+class PluginContext {
+ public:
+  PluginContext(std::string config_json, const vmhost_host_callbacks* host)
+      : config_json_(std::move(config_json)), host_(host) {}
+
+  // The slot's `config` section as JSON text ("{}" when absent).
+  std::string_view configJson() const { return config_json_; }
+
+  // Logs through the host (its log format, its destination). Thread-safe.
+  void log(vmhost_log_level level, std::string_view message) const {
+    if (host_ == nullptr || host_->struct_size < sizeof(vmhost_host_callbacks) ||
+        host_->log == nullptr) {
+      return;
+    }
+    std::string text(message);
+    host_->log(host_->host_ctx, level, text.c_str());
+  }
+
+ private:
+  std::string config_json_;
+  const vmhost_host_callbacks* host_;  // borrowed; valid until destroy
+};
+
+namespace detail {
+
+// Bounds for reading a request. The host is the caller, but a plugin still
+// reads bytes from outside itself: never trust them.
+inline capnp::ReaderOptions requestReaderOptions() {
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = 64u * 1024 * 1024 / sizeof(capnp::word);  // 64 MiB
+  options.nestingLimit = 64;
+  return options;
+}
+
+class Request {
+ public:
+  Request(const uint8_t* data, size_t size) {
+    if (data == nullptr || size == 0 || size % sizeof(capnp::word) != 0) {
+      throw Error(VMHOST_ERR_INVALID_ARGUMENT,
+                  "request is not a Cap'n Proto flat array (size " + std::to_string(size) +
+                      " is not a positive multiple of 8)");
+    }
+    kj::ArrayPtr<const capnp::word> words;
+    if (reinterpret_cast<uintptr_t>(data) % alignof(capnp::word) == 0) {
+      words = kj::arrayPtr(reinterpret_cast<const capnp::word*>(data), size / sizeof(capnp::word));
+    } else {
+      copy_ = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
+      std::memcpy(copy_.begin(), data, size);
+      words = copy_.asPtr();
+    }
+    try {
+      reader_.emplace(words, requestReaderOptions());
+    } catch (const kj::Exception& e) {
+      throw Error(VMHOST_ERR_INVALID_ARGUMENT,
+                  std::string("malformed request: ") + e.getDescription().cStr());
+    }
+  }
+
+  // Decodes and validates the whole message up front, so that a malformed
+  // request fails here as INVALID_ARGUMENT instead of inside the handler.
+  template <typename T>
+  typename T::Reader root() {
+    try {
+      auto root = reader_->getRoot<T>();
+      (void)root.totalSize();  // traverses every pointer, within the limits
+      return root;
+    } catch (const kj::Exception& e) {
+      throw Error(VMHOST_ERR_INVALID_ARGUMENT,
+                  std::string("malformed request: ") + e.getDescription().cStr());
+    }
+  }
+
+ private:
+  kj::Array<capnp::word> copy_;
+  std::optional<capnp::FlatArrayMessageReader> reader_;
+};
+
+// The message a method writes its response into; small first segment so a
+// small response costs one small allocation.
+class Response {
+ public:
+  Response() : builder_(128) {}
+  capnp::MessageBuilder& builder() { return builder_; }
+
+ private:
+  capnp::MallocMessageBuilder builder_;
+};
+
+}  // namespace detail
+
+// Each kind's interface. `dispatch` maps method ids onto the virtual methods;
+// a plugin overrides the methods, not dispatch.
+class PluginBase {
+ public:
+  virtual ~PluginBase() = default;
+  // Returns false for a method this kind does not have.
+  virtual bool dispatch(uint32_t method, detail::Request& in, detail::Response& out) = 0;
+};
+
+class SchedulerPlugin : public PluginBase {
+ public:
+  static constexpr vmhost_plugin_kind kKind = VMHOST_KIND_SCHEDULER;
+  virtual void schedule(schema::ScheduleRequest::Reader request,
+                        schema::ScheduleResult::Builder result) = 0;
+
+  bool dispatch(uint32_t method, detail::Request& in, detail::Response& out) final {
+    if (method != VMHOST_METHOD_SCHEDULER_SCHEDULE) return false;
+    auto request = in.root<schema::ScheduleRequest>();
+    schedule(request, out.builder().initRoot<schema::ScheduleResult>());
+    return true;
+  }
+};
+
+class StoragePlugin : public PluginBase {
+ public:
+  static constexpr vmhost_plugin_kind kKind = VMHOST_KIND_STORAGE;
+  virtual void prepare(schema::VolumeRequest::Reader request,
+                       schema::VolumeAttachment::Builder attachment) = 0;
+  virtual void release(schema::VolumeRelease::Reader request,
+                       schema::VolumeReleased::Builder released) = 0;
+
+  bool dispatch(uint32_t method, detail::Request& in, detail::Response& out) final {
+    switch (method) {
+      case VMHOST_METHOD_STORAGE_PREPARE: {
+        auto request = in.root<schema::VolumeRequest>();
+        prepare(request, out.builder().initRoot<schema::VolumeAttachment>());
+        return true;
+      }
+      case VMHOST_METHOD_STORAGE_RELEASE: {
+        auto request = in.root<schema::VolumeRelease>();
+        release(request, out.builder().initRoot<schema::VolumeReleased>());
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+};
+
+class NetworkPlugin : public PluginBase {
+ public:
+  static constexpr vmhost_plugin_kind kKind = VMHOST_KIND_NETWORK;
+  virtual void attach(schema::InterfaceRequest::Reader request,
+                      schema::InterfaceAttachment::Builder attachment) = 0;
+  virtual void detach(schema::InterfaceRelease::Reader request,
+                      schema::InterfaceReleased::Builder released) = 0;
+
+  bool dispatch(uint32_t method, detail::Request& in, detail::Response& out) final {
+    switch (method) {
+      case VMHOST_METHOD_NETWORK_ATTACH: {
+        auto request = in.root<schema::InterfaceRequest>();
+        attach(request, out.builder().initRoot<schema::InterfaceAttachment>());
+        return true;
+      }
+      case VMHOST_METHOD_NETWORK_DETACH: {
+        auto request = in.root<schema::InterfaceRelease>();
+        detach(request, out.builder().initRoot<schema::InterfaceReleased>());
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+};
+
+class MigrationPlugin : public PluginBase {
+ public:
+  static constexpr vmhost_plugin_kind kKind = VMHOST_KIND_MIGRATION;
+  virtual void plan(schema::MigrationRequest::Reader request,
+                    schema::MigrationPlan::Builder plan) = 0;
+  virtual void onProgress(schema::MigrationProgress::Reader progress,
+                          schema::MigrationDecision::Builder decision) = 0;
+
+  bool dispatch(uint32_t method, detail::Request& in, detail::Response& out) final {
+    switch (method) {
+      case VMHOST_METHOD_MIGRATION_PLAN: {
+        auto request = in.root<schema::MigrationRequest>();
+        plan(request, out.builder().initRoot<schema::MigrationPlan>());
+        return true;
+      }
+      case VMHOST_METHOD_MIGRATION_PROGRESS: {
+        auto request = in.root<schema::MigrationProgress>();
+        onProgress(request, out.builder().initRoot<schema::MigrationDecision>());
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+};
+
+namespace detail {
+
+inline int32_t fail(vmhost_error* err, int32_t code, std::string_view message,
+                    bool retryable = false) {
+  if (err != nullptr) {
+    err->code = code;
+    err->retryable = retryable ? 1 : 0;
+    size_t n = std::min(message.size(), sizeof(err->message) - 1);
+    std::memcpy(err->message, message.data(), n);
+    err->message[n] = '\0';
+  }
+  return code;
+}
+
+// Runs `fn`, converting every exception into an error code.
+template <typename Fn>
+int32_t contain(vmhost_error* err, Fn&& fn) noexcept {
+  try {
+    return fn();
+  } catch (const Error& e) {
+    return fail(err, e.code(), e.what(), e.retryable());
+  } catch (const kj::Exception& e) {
+    return fail(err, VMHOST_ERR_INTERNAL, e.getDescription().cStr(),
+                e.getType() == kj::Exception::Type::OVERLOADED ||
+                    e.getType() == kj::Exception::Type::DISCONNECTED);
+  } catch (const std::bad_alloc&) {
+    return fail(err, VMHOST_ERR_RESOURCE_EXHAUSTED, "out of memory", true);
+  } catch (const std::exception& e) {
+    return fail(err, VMHOST_ERR_INTERNAL, e.what());
+  } catch (...) {
+    return fail(err, VMHOST_ERR_INTERNAL, "unknown exception");
+  }
+}
+
+}  // namespace detail
+}  // namespace vmhost::sdk
+
+// The instance behind the opaque C handle. One definition per plugin shared
+// object (symbols are hidden, so plugins never see each other's).
+struct vmhost_instance {
+  vmhost::sdk::PluginContext context;
+  std::unique_ptr<vmhost::sdk::PluginBase> plugin;
+};
+
+namespace vmhost::sdk::detail {
+
+template <typename Plugin>
+int32_t create(const uint8_t* config, size_t config_size, const vmhost_host_callbacks* host,
+               vmhost_instance** out, vmhost_error* err) noexcept {
+  if (out == nullptr) return fail(err, VMHOST_ERR_INVALID_ARGUMENT, "create: out is NULL");
+  *out = nullptr;
+  return contain(err, [&]() -> int32_t {
+    std::string json = config_size == 0 || config == nullptr
+                           ? std::string("{}")
+                           : std::string(reinterpret_cast<const char*>(config), config_size);
+    auto instance = std::unique_ptr<vmhost_instance>(
+        new vmhost_instance{PluginContext(std::move(json), host), nullptr});
+    instance->plugin = std::make_unique<Plugin>(instance->context);
+    *out = instance.release();
+    return VMHOST_OK;
+  });
+}
+
+inline void destroy(vmhost_instance* instance) noexcept {
+  try {
+    delete instance;
+  } catch (...) {
+    // A destructor that throws has nowhere to report to; never cross the ABI.
+  }
+}
+
+inline int32_t invoke(vmhost_instance* instance, uint32_t method, const uint8_t* request,
+                      size_t request_size, vmhost_buffer* response, vmhost_error* err) noexcept {
+  if (response == nullptr) return fail(err, VMHOST_ERR_INVALID_ARGUMENT, "invoke: response is NULL");
+  *response = vmhost_buffer{nullptr, 0, nullptr};
+  if (instance == nullptr) return fail(err, VMHOST_ERR_INVALID_ARGUMENT, "invoke: instance is NULL");
+  return contain(err, [&]() -> int32_t {
+    Response out;
+    Request in(request, request_size);
+    if (!instance->plugin->dispatch(method, in, out)) {
+      return fail(err, VMHOST_ERR_UNIMPLEMENTED, "method " + std::to_string(method) +
+                                                     " is not implemented by this plugin");
+    }
+    auto words = std::make_unique<kj::Array<capnp::word>>(capnp::messageToFlatArray(out.builder()));
+    response->data = reinterpret_cast<const uint8_t*>(words->begin());
+    response->size = words->size() * sizeof(capnp::word);
+    response->opaque = words.release();
+    return VMHOST_OK;
+  });
+}
+
+inline void release(vmhost_instance*, vmhost_buffer* buffer) noexcept {
+  if (buffer == nullptr) return;
+  delete static_cast<kj::Array<capnp::word>*>(buffer->opaque);
+  *buffer = vmhost_buffer{nullptr, 0, nullptr};
+}
+
+// The plugin supports every ABI version from 1 to the one its header names.
+template <typename Plugin>
+const vmhost_plugin_descriptor* entry(vmhost_negotiation* n, vmhost_plugin_descriptor* d) noexcept {
+  if (n == nullptr || n->struct_size < sizeof(vmhost_negotiation)) return nullptr;
+  n->plugin_abi_min = VMHOST_ABI_VERSION_MIN;
+  n->plugin_abi_max = VMHOST_ABI_VERSION;
+  n->abi_version = 0;
+  uint32_t low = std::max(n->host_abi_min, n->plugin_abi_min);
+  uint32_t high = std::min(n->host_abi_max, n->plugin_abi_max);
+  if (low > high) return nullptr;
+  n->abi_version = high;
+  d->abi_version = high;
+  return d;
+}
+
+}  // namespace vmhost::sdk::detail
+
+// Exports CLASS as this shared object's plugin. CLASS derives from one of
+// SchedulerPlugin, StoragePlugin, NetworkPlugin, MigrationPlugin and has a
+// constructor taking vmhost::sdk::PluginContext&. NAME, VERSION and
+// DESCRIPTION are string literals; CAPS is a VMHOST_CAP_* mask.
+#define VMHOST_PLUGIN(CLASS, NAME, VERSION, DESCRIPTION, CAPS)                                  \
+  static_assert(std::is_base_of_v<::vmhost::sdk::PluginBase, CLASS>,                            \
+                #CLASS " must derive from a vmhost::sdk plugin interface");                     \
+  extern "C" VMHOST_PLUGIN_EXPORT const vmhost_plugin_descriptor* vmhost_plugin_entry(          \
+      vmhost_negotiation* negotiation) {                                                        \
+    static vmhost_plugin_descriptor descriptor = {                                              \
+        sizeof(vmhost_plugin_descriptor),                                                       \
+        0,                                                                                      \
+        CLASS::kKind,                                                                           \
+        0,                                                                                      \
+        NAME,                                                                                   \
+        VERSION,                                                                                \
+        DESCRIPTION,                                                                            \
+        (CAPS),                                                                                 \
+        &::vmhost::sdk::detail::create<CLASS>,                                                  \
+        &::vmhost::sdk::detail::destroy,                                                        \
+        &::vmhost::sdk::detail::invoke,                                                         \
+        &::vmhost::sdk::detail::release,                                                        \
+    };                                                                                          \
+    return ::vmhost::sdk::detail::entry<CLASS>(negotiation, &descriptor);                       \
+  }
