@@ -2,6 +2,7 @@
 
 #include <boost/dll/shared_library.hpp>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -138,8 +139,8 @@ Result<std::shared_ptr<const PluginLibrary>> PluginLibrary::open(const std::stri
     return a == b ? std::to_string(a) : std::to_string(a) + ".." + std::to_string(b);
   };
   if (descriptor == nullptr) {
-    return loadError(path, "ABI out of range: plugin supports " +
-                               range(n.plugin_abi_min, n.plugin_abi_max) + ", host supports " +
+    return loadError(path, "ABI out of range: plugin supports ABI " +
+                               range(n.plugin_abi_min, n.plugin_abi_max) + ", host supports ABI " +
                                range(host.min, host.max));
   }
   if (n.abi_version < host.min || n.abi_version > host.max ||
@@ -193,8 +194,16 @@ Result<std::unique_ptr<PluginInstance>> PluginInstance::create(
   std::unique_ptr<PluginInstance> self(new PluginInstance(library, nullptr, limits));
   vmhost_instance* instance = nullptr;
   vmhost_error err{};
-  int32_t rc = d.create_fn(reinterpret_cast<const uint8_t*>(configJson.data()), configJson.size(),
-                           &self->callbacks_, &instance, &err);
+  int32_t rc;
+  try {
+    rc = d.create_fn(reinterpret_cast<const uint8_t*>(configJson.data()), configJson.size(),
+                     &self->callbacks_, &instance, &err);
+  } catch (...) {
+    rc = VMHOST_ERR_INTERNAL;
+    instance = nullptr;
+    std::snprintf(err.message, sizeof(err.message),
+                  "exception escaped the plugin ABI boundary (a plugin bug)");
+  }
   if (rc != VMHOST_OK || instance == nullptr) {
     err.message[sizeof(err.message) - 1] = '\0';
     if (instance != nullptr) d.destroy_fn(instance);
@@ -227,8 +236,17 @@ Result<std::shared_ptr<PluginInstance::Raw>> PluginInstance::invokeRaw(
   {
     std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
     if (!threadSafe_) lock.lock();
-    rc = d.invoke_fn(instance_, method, reinterpret_cast<const uint8_t*>(request.begin()),
-                     request.size() * sizeof(capnp::word), &buffer, &err);
+    try {
+      rc = d.invoke_fn(instance_, method, reinterpret_cast<const uint8_t*>(request.begin()),
+                       request.size() * sizeof(capnp::word), &buffer, &err);
+    } catch (...) {
+      // An exception must never cross the C boundary; when a plugin breaks
+      // that rule anyway (same toolchain, so it unwinds), contain it here.
+      rc = VMHOST_ERR_INTERNAL;
+      buffer = vmhost_buffer{nullptr, 0, nullptr};
+      std::snprintf(err.message, sizeof(err.message),
+                    "exception escaped the plugin ABI boundary (a plugin bug)");
+    }
   }
   if (rc != VMHOST_OK) {
     d.release_fn(instance_, &buffer);  // safe on a zeroed buffer; frees a stray one

@@ -10,6 +10,8 @@
 #                     decoded with vmhost/plugin_config.hpp)
 #   LINK_LIBRARIES    extra libraries, linked privately
 #   OUTPUT_DIRECTORY  where the .so goes (default: CMAKE_LIBRARY_OUTPUT_DIRECTORY)
+#   NO_INSTALL        no install rule (default: installs into
+#                     ${VMHOST_PLUGIN_INSTALL_DIR}, default lib/vmhost/plugins)
 #
 # The target is named vmhost-<kind>-<NAME>. Only the entry symbol is
 # exported; the SDK schemas are compiled into the plugin with the plugin's own
@@ -46,7 +48,7 @@ function(_vmhost_sdk_schema_target out_var)
 endfunction()
 
 function(vmhost_add_plugin NAME)
-  cmake_parse_arguments(PARSE_ARGV 1 ARG "" "KIND;OUTPUT_DIRECTORY" "SOURCES;SCHEMAS;LINK_LIBRARIES")
+  cmake_parse_arguments(PARSE_ARGV 1 ARG "NO_INSTALL" "KIND;OUTPUT_DIRECTORY" "SOURCES;SCHEMAS;LINK_LIBRARIES")
   if(ARG_UNPARSED_ARGUMENTS)
     message(FATAL_ERROR "vmhost_add_plugin(${NAME}): unknown arguments: ${ARG_UNPARSED_ARGUMENTS}")
   endif()
@@ -95,5 +97,11 @@ function(vmhost_add_plugin NAME)
     endif()
     target_link_options(${_target} PRIVATE "LINKER:-z,defs" "LINKER:--version-script=${_map}")
     set_property(TARGET ${_target} APPEND PROPERTY LINK_DEPENDS "${_map}")
+  endif()
+  if(NOT ARG_NO_INSTALL)
+    if(NOT VMHOST_PLUGIN_INSTALL_DIR)
+      set(VMHOST_PLUGIN_INSTALL_DIR "lib/vmhost/plugins")
+    endif()
+    install(TARGETS ${_target} LIBRARY DESTINATION "${VMHOST_PLUGIN_INSTALL_DIR}" COMPONENT plugins)
   endif()
 endfunction()
