@@ -11,6 +11,9 @@ build_pkgs=(
   libboost-dev libboost-filesystem-dev libboost-test-dev libboost-program-options-dev
   libsimdjson-dev libcurl4-openssl-dev libvirt-dev libsqlite3-dev libyaml-cpp-dev
   libssl-dev libbenchmark-dev
+  # RFC 7386 JSON merge patch and object manipulation in the API layer
+  # (simdjson, used elsewhere, is read-only).
+  nlohmann-json3-dev
 )
 # Run and test: libvirt + QEMU (TCG), the tiny guest's parts, etcd, kubectl,
 # and the tools the multi-host harness uses.
