@@ -1,0 +1,602 @@
+// vmctl: the vmhost CLI over the HTTP API (libcurl + simdjson).
+//
+//   vmctl apply -f FILE|-               create or update each document (YAML or JSON)
+//   vmctl get [vm|node] [NAME] [-o json|yaml] [-A]
+//   vmctl describe [vm|node] NAME
+//   vmctl delete [vm] NAME
+//   vmctl start NAME | stop NAME        runStrategy Always | Halted
+//   vmctl wait NAME --for=phase=Running [--timeout=120s]
+//
+// Server, token and namespace come from flags, then $VMHOST_SERVER /
+// $VMHOST_TOKEN, then the config file (--config, $VMCTL_CONFIG, or
+// ~/.config/vmhost/vmctl.yaml), then defaults (http://127.0.0.1:8080, default).
+#include "cli/http_client.h"
+#include "common/yaml_json.h"
+
+#include <simdjson.h>
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace vmhost::cli {
+namespace {
+
+const char* kUsage =
+    "usage: vmctl [--server URL] [--token T] [-n NAMESPACE] [--config FILE] COMMAND\n"
+    "\n"
+    "commands:\n"
+    "  apply -f FILE|-                      create or update each document (YAML or JSON)\n"
+    "  get [vm|node] [NAME] [-o json|yaml] [-A]\n"
+    "  describe [vm|node] NAME\n"
+    "  delete [vm] NAME\n"
+    "  start NAME                           set runStrategy Always\n"
+    "  stop NAME                            set runStrategy Halted\n"
+    "  wait NAME --for=phase=PHASE [--timeout=120s]\n";
+
+struct Options {
+  std::string server;
+  std::string token;
+  std::string ns;
+  std::string configFile;
+};
+
+struct Kind {
+  const char* kind;
+  const char* apiPath;  // /apis/G/V
+  const char* resource;
+  bool namespaced;
+  const char* display;  // what apply prints: virtualmachine.vmhost.io
+};
+
+const Kind kVirtualMachine{"VirtualMachine", "/apis/vmhost.io/v1", "virtualmachines", true,
+                           "virtualmachine.vmhost.io"};
+const Kind kNode{"Node", "/apis/vmhost.io/v1", "nodes", false, "node.vmhost.io"};
+const Kind kSeedVm{"VM", "/apis/kubevirt.io/v1alpha1", "vms", true, "vm.kubevirt.io"};
+
+std::optional<Kind> kindForType(const std::string& t) {
+  if (t == "vm" || t == "vms" || t == "virtualmachine" || t == "virtualmachines") return kVirtualMachine;
+  if (t == "node" || t == "nodes" || t == "no") return kNode;
+  return std::nullopt;
+}
+
+std::optional<Kind> kindForManifest(const std::string& apiVersion, const std::string& kind) {
+  if (apiVersion == "vmhost.io/v1" && kind == "VirtualMachine") return kVirtualMachine;
+  if (apiVersion == "vmhost.io/v1" && kind == "Node") return kNode;
+  if (apiVersion == "kubevirt.io/v1alpha1" && kind == "VM") return kSeedVm;
+  return std::nullopt;
+}
+
+std::string collection(const Kind& k, const std::string& ns) {
+  return std::string(k.apiPath) + (k.namespaced ? "/namespaces/" + ns : "") + "/" + k.resource;
+}
+
+[[noreturn]] void die(const std::string& message) {
+  std::fprintf(stderr, "vmctl: %s\n", message.c_str());
+  std::exit(1);
+}
+
+std::string str(simdjson::dom::element e, const char* pointer, const std::string& fallback = "") {
+  auto v = e.at_pointer(pointer);
+  if (v.error() != simdjson::SUCCESS) return fallback;
+  std::string_view s;
+  if (v.get(s) == simdjson::SUCCESS) return std::string(s);
+  return simdjson::to_string(v.value());
+}
+
+// Prints the server's Status message the way kubectl does and exits.
+[[noreturn]] void serverError(const HttpResponse& r) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(r.body).get(doc) == simdjson::SUCCESS && str(doc, "/kind") == "Status") {
+    std::string reason = str(doc, "/reason");
+    std::fprintf(stderr, "Error from server%s: %s\n", reason.empty() ? "" : (" (" + reason + ")").c_str(),
+                 str(doc, "/message").c_str());
+  } else {
+    std::fprintf(stderr, "Error from server: HTTP %ld: %.300s\n", r.status, r.body.c_str());
+  }
+  std::exit(1);
+}
+
+HttpResponse call(HttpClient& http, const std::string& method, const std::string& path,
+                  const std::string& body = "", const std::string& type = "application/json") {
+  auto r = http.request(method, path, body, type);
+  if (!r.ok()) die(r.error().message);
+  return std::move(r.value());
+}
+
+bool ok(const HttpResponse& r) { return r.status >= 200 && r.status < 300; }
+
+// --- output ------------------------------------------------------------------
+
+void emitYaml(YAML::Emitter& out, simdjson::dom::element e) {
+  switch (e.type()) {
+    case simdjson::dom::element_type::OBJECT: {
+      out << YAML::BeginMap;
+      for (auto field : simdjson::dom::object(e)) {
+        out << YAML::Key << std::string(field.key) << YAML::Value;
+        emitYaml(out, field.value);
+      }
+      out << YAML::EndMap;
+      break;
+    }
+    case simdjson::dom::element_type::ARRAY: {
+      out << YAML::BeginSeq;
+      for (auto item : simdjson::dom::array(e)) emitYaml(out, item);
+      out << YAML::EndSeq;
+      break;
+    }
+    case simdjson::dom::element_type::STRING: {
+      std::string s{std::string_view(e)};
+      // Quote strings that YAML would read as another type.
+      bool quote = s.empty() || s == "true" || s == "false" || s == "null" || s == "yes" ||
+                   s == "no" || s.find_first_not_of("0123456789.-+eE") == std::string::npos;
+      if (quote) out << YAML::DoubleQuoted;
+      out << s;
+      break;
+    }
+    case simdjson::dom::element_type::NULL_VALUE: out << YAML::Null; break;
+    default: out << simdjson::to_string(e); break;
+  }
+}
+
+// Indented JSON, two spaces, as kubectl prints it.
+void emitJson(std::string& out, simdjson::dom::element e, int depth) {
+  std::string pad(static_cast<size_t>(depth + 1) * 2, ' ');
+  std::string closePad(static_cast<size_t>(depth) * 2, ' ');
+  switch (e.type()) {
+    case simdjson::dom::element_type::OBJECT: {
+      simdjson::dom::object obj(e);
+      if (obj.size() == 0) {
+        out += "{}";
+        return;
+      }
+      out += "{\n";
+      bool first = true;
+      for (auto field : obj) {
+        if (!first) out += ",\n";
+        first = false;
+        out += pad;
+        vmhost::appendJsonString(out, std::string(field.key));
+        out += ": ";
+        emitJson(out, field.value, depth + 1);
+      }
+      out += "\n" + closePad + "}";
+      return;
+    }
+    case simdjson::dom::element_type::ARRAY: {
+      simdjson::dom::array arr(e);
+      if (arr.size() == 0) {
+        out += "[]";
+        return;
+      }
+      out += "[\n";
+      bool first = true;
+      for (auto item : arr) {
+        if (!first) out += ",\n";
+        first = false;
+        out += pad;
+        emitJson(out, item, depth + 1);
+      }
+      out += "\n" + closePad + "]";
+      return;
+    }
+    default:
+      out += simdjson::to_string(e);
+  }
+}
+
+std::string age(const std::string& timestamp) {
+  std::tm tm{};
+  if (timestamp.empty() || strptime(timestamp.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr) return "<unknown>";
+  long s = static_cast<long>(std::difftime(std::time(nullptr), timegm(&tm)));
+  if (s < 0) s = 0;
+  if (s < 120) return std::to_string(s) + "s";
+  if (s < 7200) return std::to_string(s / 60) + "m";
+  if (s < 172800) return std::to_string(s / 3600) + "h";
+  return std::to_string(s / 86400) + "d";
+}
+
+void printTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], row[i].size());
+    }
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 3, ' ');
+    }
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+std::vector<std::string> rowFor(const Kind& k, simdjson::dom::element item, bool allNamespaces) {
+  std::vector<std::string> row;
+  if (allNamespaces) row.push_back(str(item, "/metadata/namespace"));
+  row.push_back(str(item, "/metadata/name"));
+  if (std::string(k.resource) == "nodes") {
+    std::string ready = "Unknown";
+    auto conds = item.at_pointer("/status/conditions");
+    if (conds.error() == simdjson::SUCCESS && conds.is_array()) {
+      for (auto c : conds.get_array()) {
+        if (str(c, "/type") == "Ready") ready = str(c, "/status") == "True" ? "Ready" : "NotReady";
+      }
+    }
+    auto unschedulable = item.at_pointer("/spec/unschedulable");
+    bool cordoned = false;
+    if (unschedulable.error() != simdjson::SUCCESS || unschedulable.get(cordoned) != simdjson::SUCCESS) {
+      cordoned = false;
+    }
+    row.push_back(ready + (cordoned ? ",SchedulingDisabled" : ""));
+  } else {
+    row.push_back(str(item, "/status/phase", "<none>"));
+    row.push_back(str(item, "/status/nodeName", "<none>"));
+  }
+  row.push_back(age(str(item, "/metadata/creationTimestamp")));
+  return row;
+}
+
+// --- commands ----------------------------------------------------------------
+
+int apply(HttpClient& http, const Options& o, const std::vector<std::string>& args) {
+  std::string file;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if ((args[i] == "-f" || args[i] == "--filename") && i + 1 < args.size()) file = args[++i];
+    else die("apply: unexpected argument '" + args[i] + "'");
+  }
+  if (file.empty()) die("apply: -f FILE is required");
+  std::string text;
+  if (file == "-") {
+    std::stringstream ss;
+    ss << std::cin.rdbuf();
+    text = ss.str();
+  } else {
+    std::ifstream in(file);
+    if (!in) die(file + ": cannot open");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+  }
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(text);
+  } catch (const YAML::ParserException& e) {
+    die(file + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
+        ": invalid YAML: " + e.msg);
+  }
+  int index = 0;
+  for (const auto& doc : docs) {
+    ++index;
+    if (doc.IsNull()) continue;
+    std::string json = yamlToJson(doc);
+    simdjson::dom::parser parser;
+    simdjson::dom::element e;
+    if (parser.parse(json).get(e) != simdjson::SUCCESS || !e.is_object()) {
+      die(file + ": document " + std::to_string(index) + ": not an object");
+    }
+    auto k = kindForManifest(str(e, "/apiVersion"), str(e, "/kind"));
+    if (!k) {
+      die(file + ": document " + std::to_string(index) + ": unsupported apiVersion/kind '" +
+          str(e, "/apiVersion") + "' '" + str(e, "/kind") + "'");
+    }
+    std::string name = str(e, "/metadata/name");
+    if (name.empty()) die(file + ": document " + std::to_string(index) + ": metadata.name is required");
+    std::string ns = str(e, "/metadata/namespace", o.ns);
+    std::string base = collection(*k, ns);
+    auto existing = call(http, "GET", base + "/" + name);
+    if (existing.status == 404) {
+      auto r = call(http, "POST", base, json);
+      if (!ok(r)) serverError(r);
+      std::printf("%s/%s created\n", k->display, name.c_str());
+    } else if (ok(existing)) {
+      auto r = call(http, "PATCH", base + "/" + name, json, "application/merge-patch+json");
+      if (!ok(r)) serverError(r);
+      std::printf("%s/%s configured\n", k->display, name.c_str());
+    } else {
+      serverError(existing);
+    }
+  }
+  return 0;
+}
+
+struct Target {
+  Kind kind;
+  std::string name;
+  std::string output;
+  bool allNamespaces = false;
+  std::string waitFor;
+  long timeoutSeconds = 120;
+};
+
+// [TYPE] [NAME] plus flags; TYPE defaults to vm.
+Target parseTarget(const std::string& cmd, const std::vector<std::string>& args, bool typeOptional) {
+  Target t{kVirtualMachine, "", "", false, "", 120};
+  std::vector<std::string> positional;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-o" && i + 1 < args.size()) t.output = args[++i];
+    else if (a.rfind("-o", 0) == 0 && a.size() > 2) t.output = a.substr(a[2] == '=' ? 3 : 2);
+    else if (a.rfind("--output=", 0) == 0) t.output = a.substr(9);
+    else if (a == "-A" || a == "--all-namespaces") t.allNamespaces = true;
+    else if (a.rfind("--for=", 0) == 0) t.waitFor = a.substr(6);
+    else if (a.rfind("--timeout=", 0) == 0) {
+      std::string v = a.substr(10);
+      if (!v.empty() && v.back() == 's') v.pop_back();
+      try {
+        t.timeoutSeconds = std::stol(v);
+      } catch (...) {
+        die(cmd + ": --timeout: expected seconds like 120s, got '" + a.substr(10) + "'");
+      }
+    } else if (!a.empty() && a[0] == '-') die(cmd + ": unknown flag '" + a + "'");
+    else positional.push_back(a);
+  }
+  if (!positional.empty()) {
+    if (auto k = kindForType(positional[0])) {
+      t.kind = *k;
+      positional.erase(positional.begin());
+    } else if (!typeOptional || positional.size() > 1) {
+      die(cmd + ": unknown resource type '" + positional[0] + "' (expected vm or node)");
+    }
+  }
+  if (positional.size() > 1) die(cmd + ": too many arguments");
+  if (!positional.empty()) t.name = positional[0];
+  if (!t.output.empty() && t.output != "json" && t.output != "yaml" && t.output != "wide" && t.output != "name") {
+    die(cmd + ": -o: expected json, yaml, wide or name, got '" + t.output + "'");
+  }
+  return t;
+}
+
+int get(HttpClient& http, const Options& o, const std::vector<std::string>& args) {
+  Target t = parseTarget("get", args, true);
+  std::string path = t.allNamespaces && t.kind.namespaced
+                         ? std::string(t.kind.apiPath) + "/" + t.kind.resource
+                         : collection(t.kind, o.ns);
+  if (!t.name.empty()) path += "/" + t.name;
+  auto r = call(http, "GET", path);
+  if (!ok(r)) serverError(r);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(r.body).get(doc) != simdjson::SUCCESS) die("the server sent invalid JSON");
+  if (t.output == "json") {
+    std::string out;
+    emitJson(out, doc, 0);
+    std::printf("%s\n", out.c_str());
+    return 0;
+  }
+  if (t.output == "yaml") {
+    YAML::Emitter out;
+    emitYaml(out, doc);
+    std::printf("%s\n", out.c_str());
+    return 0;
+  }
+  std::vector<simdjson::dom::element> items;
+  if (t.name.empty()) {
+    auto list = doc.at_pointer("/items");
+    if (list.error() == simdjson::SUCCESS && list.is_array()) {
+      for (auto item : list.get_array()) items.push_back(item);
+    }
+  } else {
+    items.push_back(doc);
+  }
+  if (t.output == "name") {
+    for (auto item : items) std::printf("%s/%s\n", t.kind.display, str(item, "/metadata/name").c_str());
+    return 0;
+  }
+  if (items.empty()) {
+    std::fprintf(stderr, "No resources found%s.\n",
+                 t.kind.namespaced && !t.allNamespaces ? (" in " + o.ns + " namespace").c_str() : "");
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  bool all = t.allNamespaces && t.kind.namespaced;
+  if (std::string(t.kind.resource) == "nodes") rows.push_back({"NAME", "STATUS", "AGE"});
+  else if (all) rows.push_back({"NAMESPACE", "NAME", "PHASE", "NODE", "AGE"});
+  else rows.push_back({"NAME", "PHASE", "NODE", "AGE"});
+  for (auto item : items) rows.push_back(rowFor(t.kind, item, all));
+  printTable(rows);
+  return 0;
+}
+
+int describe(HttpClient& http, const Options& o, const std::vector<std::string>& args) {
+  Target t = parseTarget("describe", args, true);
+  if (t.name.empty()) die("describe: NAME is required");
+  auto r = call(http, "GET", collection(t.kind, o.ns) + "/" + t.name);
+  if (!ok(r)) serverError(r);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(r.body).get(doc) != simdjson::SUCCESS) die("the server sent invalid JSON");
+  auto line = [](const char* key, const std::string& value) {
+    std::printf("%-20s%s\n", key, value.empty() ? "<none>" : value.c_str());
+  };
+  line("Name:", str(doc, "/metadata/name"));
+  if (t.kind.namespaced) line("Namespace:", str(doc, "/metadata/namespace"));
+  std::string labels;
+  auto l = doc.at_pointer("/metadata/labels");
+  if (l.error() == simdjson::SUCCESS && l.is_object()) {
+    for (auto f : l.get_object()) {
+      labels += (labels.empty() ? "" : ",") + std::string(f.key) + "=" + std::string(std::string_view(f.value));
+    }
+  }
+  line("Labels:", labels);
+  line("UID:", str(doc, "/metadata/uid"));
+  line("Created:", str(doc, "/metadata/creationTimestamp"));
+  if (std::string(t.kind.resource) == "virtualmachines") {
+    line("Run Strategy:", str(doc, "/spec/runStrategy", "Always"));
+    line("CPU Cores:", str(doc, "/spec/cpu/cores", "1"));
+    line("Memory:", str(doc, "/spec/memory"));
+    line("Phase:", str(doc, "/status/phase"));
+    line("Node:", str(doc, "/status/nodeName"));
+  } else {
+    line("Capacity CPU:", str(doc, "/status/capacity/cpu"));
+    line("Capacity Memory:", str(doc, "/status/capacity/memory"));
+    line("Unschedulable:", str(doc, "/spec/unschedulable", "false"));
+  }
+  auto conds = doc.at_pointer("/status/conditions");
+  std::printf("Conditions:\n");
+  if (conds.error() == simdjson::SUCCESS && conds.is_array() && conds.get_array().size() > 0) {
+    std::vector<std::vector<std::string>> rows{{"  TYPE", "STATUS", "REASON", "MESSAGE"}};
+    for (auto c : conds.get_array()) {
+      rows.push_back({"  " + str(c, "/type"), str(c, "/status"), str(c, "/reason"), str(c, "/message")});
+    }
+    printTable(rows);
+  } else {
+    std::printf("  <none>\n");
+  }
+  auto ifaces = doc.at_pointer("/status/interfaces");
+  if (ifaces.error() == simdjson::SUCCESS && ifaces.is_array() && ifaces.get_array().size() > 0) {
+    std::printf("Interfaces:\n");
+    for (auto i : ifaces.get_array()) {
+      std::printf("  %-16s%s\n", str(i, "/name").c_str(), str(i, "/mac").c_str());
+    }
+  }
+  return 0;
+}
+
+int remove(HttpClient& http, const Options& o, const std::vector<std::string>& args) {
+  Target t = parseTarget("delete", args, true);
+  if (t.name.empty()) die("delete: NAME is required");
+  auto r = call(http, "DELETE", collection(t.kind, o.ns) + "/" + t.name);
+  if (!ok(r)) serverError(r);
+  std::printf("%s \"%s\" deleted\n", t.kind.display, t.name.c_str());
+  return 0;
+}
+
+int setRunStrategy(HttpClient& http, const Options& o, const std::vector<std::string>& args,
+                   const char* cmd, const char* strategy) {
+  if (args.size() != 1 || args[0].empty() || args[0][0] == '-') die(std::string(cmd) + ": usage: vmctl " + cmd + " NAME");
+  std::string body = std::string(R"({"spec":{"runStrategy":")") + strategy + "\"}}";
+  auto r = call(http, "PATCH", collection(kVirtualMachine, o.ns) + "/" + args[0], body,
+                "application/merge-patch+json");
+  if (!ok(r)) serverError(r);
+  std::printf("%s/%s %s\n", kVirtualMachine.display, args[0].c_str(),
+              std::string(strategy) == "Halted" ? "stopping" : "starting");
+  return 0;
+}
+
+int wait(HttpClient& http, const Options& o, const std::vector<std::string>& args) {
+  Target t = parseTarget("wait", args, true);
+  if (t.name.empty()) die("wait: NAME is required");
+  if (t.waitFor.rfind("phase=", 0) != 0) die("wait: --for=phase=PHASE is required");
+  std::string want = t.waitFor.substr(6);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(t.timeoutSeconds);
+  std::string last = "<none>";
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto r = call(http, "GET", collection(t.kind, o.ns) + "/" + t.name);
+    if (ok(r)) {
+      simdjson::dom::parser parser;
+      simdjson::dom::element doc;
+      if (parser.parse(r.body).get(doc) == simdjson::SUCCESS) {
+        last = str(doc, "/status/phase", "<none>");
+        if (last == want) {
+          std::printf("%s/%s condition met (phase=%s)\n", t.kind.display, t.name.c_str(), want.c_str());
+          return 0;
+        }
+      }
+    } else if (r.status != 404) {
+      serverError(r);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  std::fprintf(stderr, "vmctl: timed out after %lds waiting for %s/%s phase=%s (last phase: %s)\n",
+               t.timeoutSeconds, t.kind.display, t.name.c_str(), want.c_str(), last.c_str());
+  return 1;
+}
+
+void loadConfigFile(Options& o) {
+  std::string path = o.configFile;
+  bool explicitFile = !path.empty();
+  if (path.empty() && std::getenv("VMCTL_CONFIG") != nullptr) {
+    path = std::getenv("VMCTL_CONFIG");
+    explicitFile = true;
+  }
+  if (path.empty() && std::getenv("HOME") != nullptr) {
+    path = std::string(std::getenv("HOME")) + "/.config/vmhost/vmctl.yaml";
+  }
+  std::ifstream in(path);
+  if (!in) {
+    if (explicitFile) die(path + ": cannot open config file");
+    return;
+  }
+  YAML::Node c;
+  try {
+    c = YAML::Load(in);
+  } catch (const YAML::Exception& e) {
+    die(path + ": invalid YAML: " + e.msg);
+  }
+  if (c.IsNull()) return;
+  if (!c.IsMap()) die(path + ": expected a mapping with server, token, namespace");
+  for (const auto& kv : c) {
+    std::string key = kv.first.Scalar();
+    if (key != "server" && key != "token" && key != "namespace") {
+      die(path + ": unknown key '" + key + "' (expected one of: server, token, namespace)");
+    }
+  }
+  if (o.server.empty() && c["server"]) o.server = c["server"].Scalar();
+  if (o.token.empty() && c["token"]) o.token = c["token"].Scalar();
+  if (o.ns.empty() && c["namespace"]) o.ns = c["namespace"].Scalar();
+}
+
+}  // namespace
+}  // namespace vmhost::cli
+
+int main(int argc, char** argv) {
+  using namespace vmhost::cli;
+  Options o;
+  std::vector<std::string> rest;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const char* flag) -> std::string {
+      if (i + 1 >= argc) die(std::string(flag) + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--server" || a == "-s") o.server = value("--server");
+    else if (a.rfind("--server=", 0) == 0) o.server = a.substr(9);
+    else if (a == "--token") o.token = value("--token");
+    else if (a.rfind("--token=", 0) == 0) o.token = a.substr(8);
+    else if (a == "-n" || a == "--namespace") o.ns = value("--namespace");
+    else if (a.rfind("--namespace=", 0) == 0) o.ns = a.substr(12);
+    else if (a == "--config") o.configFile = value("--config");
+    else if (a.rfind("--config=", 0) == 0) o.configFile = a.substr(9);
+    else if (a == "-h" || a == "--help" || a == "help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else rest.push_back(a);
+  }
+  if (rest.empty()) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  if (o.server.empty() && std::getenv("VMHOST_SERVER") != nullptr) o.server = std::getenv("VMHOST_SERVER");
+  if (o.token.empty() && std::getenv("VMHOST_TOKEN") != nullptr) o.token = std::getenv("VMHOST_TOKEN");
+  loadConfigFile(o);
+  if (o.server.empty()) o.server = "http://127.0.0.1:8080";
+  if (o.ns.empty()) o.ns = "default";
+
+  HttpClient http(o.server, o.token);
+  std::string cmd = rest[0];
+  std::vector<std::string> args(rest.begin() + 1, rest.end());
+  if (cmd == "apply") return apply(http, o, args);
+  if (cmd == "get") return get(http, o, args);
+  if (cmd == "describe") return describe(http, o, args);
+  if (cmd == "delete") return remove(http, o, args);
+  if (cmd == "start") return setRunStrategy(http, o, args, "start", "Always");
+  if (cmd == "stop") return setRunStrategy(http, o, args, "stop", "Halted");
+  if (cmd == "wait") return wait(http, o, args);
+  std::fprintf(stderr, "vmctl: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+  return 2;
+}
