@@ -6,6 +6,9 @@ namespace vmhost::api {
 
 namespace {
 
+constexpr const char* kExtensionFields[] = {"runStrategy", "evictionStrategy", "boot", "disks",
+                                            "volumes"};
+
 struct MemoryUnit {
   const char* libvirt;  // libvirt's unit name
   const char* suffix;   // the Kubernetes quantity suffix with the same factor
@@ -171,6 +174,25 @@ void decodeDomain(Decoder& d, const Json& dom, const std::string& path, VirtualM
   }
 }
 
+// The vmhost.io/v1 fields carried at the same place in the old kind's spec:
+// decoded by the vmhost.io decoder, so errors and defaults are the same.
+void decodeExtensions(Decoder& d, const Json& spec, VirtualMachineSpec& out) {
+  Json ext = Json::object();
+  for (const char* k : kExtensionFields) {
+    if (spec.contains(k)) ext[k] = spec[k];
+  }
+  if (ext.empty()) return;
+  ext["memory"] = "1Mi";  // required by the decoder; not copied
+  auto sub = decodeVirtualMachine(Json{{"spec", ext}}, d.mode());
+  for (auto& e : sub.errors) d.errors.push_back(std::move(e));
+  for (auto& w : sub.warnings) d.warnings.push_back(std::move(w));
+  out.runStrategy = sub.value.spec.runStrategy;
+  out.evictionStrategy = sub.value.spec.evictionStrategy;
+  out.boot = sub.value.spec.boot;
+  out.disks = sub.value.spec.disks;
+  out.volumes = sub.value.spec.volumes;
+}
+
 std::string renamePath(const std::string& field) {
   static const std::pair<const char*, const char*> kRenames[] = {
       {"spec.memory", "spec.domain.memory"},
@@ -240,6 +262,13 @@ Json kubevirtSpecFrom(const VirtualMachineSpec& s) {
   dom["os"] = Json{{"type", Json{{"os", "hvm"}}}};
   dom["type"] = "qemu";
   spec["domain"] = std::move(dom);
+  Json vmhostSpec = encodeVirtualMachineSpec(s);
+  for (const char* k : kExtensionFields) {
+    if (!vmhostSpec.contains(k)) continue;
+    if (std::string(k) == "runStrategy" && vmhostSpec[k] == "Always") continue;
+    if (std::string(k) == "evictionStrategy" && vmhostSpec[k] == "None") continue;
+    spec[k] = vmhostSpec[k];
+  }
   return spec;
 }
 
@@ -252,8 +281,11 @@ Decoded<VirtualMachine> decodeKubevirtVm(const Json& j, FieldValidation mode) {
   if (d.object(j, "", {"apiVersion", "kind", "metadata", "spec", "status"})) {
     if (auto it = j.find("metadata"); it != j.end()) decodeMeta(d, *it, "metadata", vm.metadata);
     auto specIt = j.find("spec");
-    if (specIt != j.end() && d.object(*specIt, "spec", {"nodeSelector", "domain"})) {
+    if (specIt != j.end() && d.object(*specIt, "spec",
+                                      {"nodeSelector", "domain", "runStrategy", "evictionStrategy",
+                                       "boot", "disks", "volumes"})) {
       d.stringMap(*specIt, "nodeSelector", "spec", vm.spec.nodeSelector);
+      decodeExtensions(d, *specIt, vm.spec);
       if (auto dom = specIt->find("domain"); dom != specIt->end() && !dom->is_null()) {
         decodeDomain(d, *dom, "spec.domain", vm.spec);
       } else {
@@ -298,10 +330,8 @@ Json encodeKubevirtVm(const VirtualMachine& vm) {
     if (!original.is_discarded()) {
       Decoded<VirtualMachine> again =
           decodeKubevirtVm(Json{{"spec", original}}, FieldValidation::kIgnore);
-      VirtualMachineSpec expected = vm.spec;
-      keepNonKubevirtFields(again.value.spec, expected);
       if (again.ok() &&
-          encodeVirtualMachineSpec(again.value.spec) == encodeVirtualMachineSpec(expected)) {
+          encodeVirtualMachineSpec(again.value.spec) == encodeVirtualMachineSpec(vm.spec)) {
         spec = std::move(original);
       }
     }
@@ -316,14 +346,6 @@ Json encodeKubevirtVm(const VirtualMachine& vm) {
   if (!vm.status.conditions.empty()) status["conditions"] = encodeConditions(vm.status.conditions);
   j["status"] = std::move(status);
   return j;
-}
-
-void keepNonKubevirtFields(VirtualMachineSpec& updated, const VirtualMachineSpec& current) {
-  updated.runStrategy = current.runStrategy;
-  updated.evictionStrategy = current.evictionStrategy;
-  updated.boot = current.boot;
-  updated.disks = current.disks;
-  updated.volumes = current.volumes;
 }
 
 }  // namespace vmhost::api

@@ -5,9 +5,11 @@
 // its original spec is kept in an annotation, so reading it back through
 // kubevirt.io returns exactly what was written (as long as nobody changed
 // the VirtualMachine since); otherwise the view is rebuilt from the
-// VirtualMachine's spec. Parts of a VirtualMachine the old kind cannot
-// express (disks, volumes, direct boot, run and eviction strategies) are
-// kept as they are when a VM is updated through kubevirt.io.
+// VirtualMachine's spec. What the old kind cannot express (run and
+// eviction strategies, direct boot, disks, volumes) appears in its spec under
+// the same names as in vmhost.io/v1 (spec.runStrategy, spec.disks, ...), so
+// `kubectl patch vm X --type=merge -p '{"spec":{"runStrategy":"Halted"}}'`
+// means the same through either view.
 #pragma once
 
 #include "api/types.h"
@@ -33,9 +35,5 @@ FieldErrors validateKubevirtVm(const VirtualMachine& vm);
 // VirtualMachine -> kubevirt.io/v1alpha1 VM JSON (the annotation itself is
 // not shown).
 Json encodeKubevirtVm(const VirtualMachine& vm);
-
-// After a write through kubevirt.io: carries over from `current` the parts
-// of the spec that the kubevirt view cannot express.
-void keepNonKubevirtFields(VirtualMachineSpec& updated, const VirtualMachineSpec& current);
 
 }  // namespace vmhost::api
