@@ -83,6 +83,16 @@ std::string defaultPluginDir() {
       .string();
 }
 
+std::string resolvedLibvirtUri(const HostConfig& config) {
+  std::string uri = config.libvirtUri;
+  const std::string token = "{dataDir}";
+  for (size_t pos = uri.find(token); pos != std::string::npos; pos = uri.find(token, pos)) {
+    uri.replace(pos, token.size(), config.dataDir);
+    pos += config.dataDir.size();
+  }
+  return uri;
+}
+
 HostConfig defaultConfig() {
   HostConfig config;
   config.file = "(defaults)";
@@ -124,7 +134,8 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
     auto mark = root.Mark();
     return configError(file, &mark, "the config must be a mapping of keys to values");
   }
-  static const std::vector<std::string> kTopKeys = {"pluginDir", "plugins"};
+  static const std::vector<std::string> kTopKeys = {"pluginDir", "plugins", "dataDir", "listen",
+                                                    "nodeName", "libvirt", "node"};
   if (auto bad = unknownKey(root, kTopKeys)) {
     return configError(file, &bad->second,
                        "unknown key '" + bad->first + "' (expected one of: " + joinKeys(kTopKeys) + ")");
@@ -135,6 +146,106 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
       return configError(file, &mark, "pluginDir: must be a non-empty path");
     }
     config.pluginDir = resolve(file, dir.Scalar());
+  }
+  auto scalar = [&](const char* key, std::string& out, bool path) -> std::optional<Error> {
+    auto n = root[key];
+    if (!n) return std::nullopt;
+    auto mark = n.Mark();
+    if (!n.IsScalar() || n.Scalar().empty()) {
+      return configError(file, &mark, std::string(key) + ": must be a non-empty string");
+    }
+    out = path ? resolve(file, n.Scalar()) : n.Scalar();
+    return std::nullopt;
+  };
+  if (auto e = scalar("dataDir", config.dataDir, true)) return *e;
+  if (auto e = scalar("listen", config.listen, false)) return *e;
+  if (auto e = scalar("nodeName", config.node.name, false)) return *e;
+  if (auto n = root["listen"]) {
+    static const std::regex kListen(R"(([0-9.]+|\[[0-9a-fA-F:]+\]|[a-zA-Z0-9.-]+):[0-9]{1,5})");
+    auto mark = n.Mark();
+    if (!std::regex_match(config.listen, kListen)) {
+      return configError(file, &mark, "listen: expected ADDRESS:PORT, got '" + config.listen + "'");
+    }
+  }
+  if (auto n = root["nodeName"]) {
+    static const std::regex kNodeName("[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?");
+    auto mark = n.Mark();
+    if (!std::regex_match(config.node.name, kNodeName)) {
+      return configError(file, &mark, "nodeName: '" + config.node.name +
+                                          "' is not a valid name (lower-case DNS-1123 subdomain)");
+    }
+  }
+  if (auto lv = root["libvirt"]) {
+    auto mark = lv.Mark();
+    if (!lv.IsMap()) return configError(file, &mark, "libvirt: must be a mapping with 'uri'");
+    static const std::vector<std::string> kKeys = {"uri"};
+    if (auto bad = unknownKey(lv, kKeys)) {
+      return configError(file, &bad->second, "libvirt: unknown key '" + bad->first +
+                                                 "' (expected one of: " + joinKeys(kKeys) + ")");
+    }
+    if (auto uri = lv["uri"]) {
+      auto m = uri.Mark();
+      if (!uri.IsScalar() || uri.Scalar().find(":///") == std::string::npos) {
+        return configError(file, &m, "libvirt.uri: expected a libvirt URI like qemu:///system");
+      }
+      config.libvirtUri = uri.Scalar();
+    }
+  }
+  if (auto nd = root["node"]) {
+    auto mark = nd.Mark();
+    if (!nd.IsMap()) return configError(file, &mark, "node: must be a mapping");
+    static const std::vector<std::string> kKeys = {
+        "labels", "stopGracePeriodSeconds", "heartbeatSeconds", "resyncSeconds",
+        "cpuAllocationRatio", "memoryAllocationRatio"};
+    if (auto bad = unknownKey(nd, kKeys)) {
+      return configError(file, &bad->second, "node: unknown key '" + bad->first +
+                                                 "' (expected one of: " + joinKeys(kKeys) + ")");
+    }
+    auto integer = [&](const char* key, int64_t& out, int64_t min, int64_t max) -> std::optional<Error> {
+      auto n = nd[key];
+      if (!n) return std::nullopt;
+      auto m = n.Mark();
+      try {
+        out = n.as<int64_t>();
+      } catch (const YAML::Exception&) {
+        return configError(file, &m, std::string("node.") + key + ": expected an integer");
+      }
+      if (out < min || out > max) {
+        return configError(file, &m, std::string("node.") + key + ": must be in " +
+                                         std::to_string(min) + ".." + std::to_string(max));
+      }
+      return std::nullopt;
+    };
+    auto ratio = [&](const char* key, double& out) -> std::optional<Error> {
+      auto n = nd[key];
+      if (!n) return std::nullopt;
+      auto m = n.Mark();
+      try {
+        out = n.as<double>();
+      } catch (const YAML::Exception&) {
+        return configError(file, &m, std::string("node.") + key + ": expected a number");
+      }
+      if (!(out > 0 && out <= 1000)) {
+        return configError(file, &m, std::string("node.") + key + ": must be > 0 and <= 1000");
+      }
+      return std::nullopt;
+    };
+    if (auto e = integer("stopGracePeriodSeconds", config.node.stopGracePeriodSeconds, 0, 3600)) return *e;
+    if (auto e = integer("heartbeatSeconds", config.node.heartbeatSeconds, 1, 3600)) return *e;
+    if (auto e = integer("resyncSeconds", config.node.resyncSeconds, 1, 3600)) return *e;
+    if (auto e = ratio("cpuAllocationRatio", config.node.cpuAllocationRatio)) return *e;
+    if (auto e = ratio("memoryAllocationRatio", config.node.memoryAllocationRatio)) return *e;
+    if (auto labels = nd["labels"]) {
+      auto m = labels.Mark();
+      if (!labels.IsMap()) return configError(file, &m, "node.labels: must be a mapping of strings");
+      for (const auto& kv : labels) {
+        if (!kv.second.IsScalar()) {
+          auto vm = kv.second.Mark();
+          return configError(file, &vm, "node.labels." + kv.first.Scalar() + ": must be a string");
+        }
+        config.node.labels[kv.first.Scalar()] = kv.second.Scalar();
+      }
+    }
   }
   auto plugins = root["plugins"];
   if (plugins && !plugins.IsNull()) {

@@ -14,6 +14,8 @@
 #include "result.h"
 
 #include <array>
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -31,10 +33,26 @@ struct PluginSlot {
   bool fromFile = false;   // named in the config file (not a default)
 };
 
+// The node agent's settings (`node:` section).
+struct NodeSettings {
+  std::string name;  // `nodeName:`; default: the machine's hostname
+  std::map<std::string, std::string> labels;  // added to the Node (kubernetes.io/hostname is automatic)
+  int64_t stopGracePeriodSeconds = 30;  // after an ACPI shutdown, how long before a forced stop
+  int64_t heartbeatSeconds = 10;
+  int64_t resyncSeconds = 10;  // level-triggered: every VM is reconciled at least this often
+  double cpuAllocationRatio = 0;     // 0: the scheduler plugin's default
+  double memoryAllocationRatio = 0;
+};
+
 struct HostConfig {
   std::string file;       // the config file, as given (for messages)
   std::string pluginDir;  // resolved
   std::array<PluginSlot, 4> plugins;
+  std::string dataDir = "/var/lib/vmhost";  // the store, consoles, local state
+  std::string listen = "127.0.0.1:8080";    // the API's address
+  // libvirt connection URI; "{dataDir}" is replaced by dataDir.
+  std::string libvirtUri = "qemu:///system";
+  NodeSettings node;
 
   const PluginSlot& slot(vmhost_plugin_kind kind) const { return plugins[kind - 1]; }
 };
@@ -53,6 +71,9 @@ Result<HostConfig> loadConfigFile(const std::string& path);
 Result<HostConfig> parseConfig(const std::string& text, const std::string& file);
 // A config with every slot at its default (no file).
 HostConfig defaultConfig();
+
+// libvirtUri with "{dataDir}" replaced.
+std::string resolvedLibvirtUri(const HostConfig& config);
 
 // The loaded, created plugins of a config.
 struct Plugins {

@@ -103,7 +103,7 @@ BOOST_AUTO_TEST_CASE(invalid_yaml_names_the_position) {
 BOOST_AUTO_TEST_CASE(unknown_top_level_key) {
   Sandbox s;
   auto r = s.check("plugns: {}\n");
-  expectOneLine(r, s.cfg() + ":1:1: unknown key 'plugns' (expected one of: pluginDir, plugins)");
+  expectOneLine(r, s.cfg() + ":1:1: unknown key 'plugns' (expected one of: pluginDir, plugins, dataDir, listen, nodeName, libvirt, node)");
 }
 
 BOOST_AUTO_TEST_CASE(unknown_slot_key) {

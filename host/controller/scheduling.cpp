@@ -1,0 +1,381 @@
+#include "controller/scheduling.h"
+
+#include "api/objects.h"
+#include "controller/conditions.h"
+
+#include <vmhost/schema/scheduler.capnp.h>
+
+#include <capnp/message.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+
+namespace vmhost::controller {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool terminalPhase(const std::string& phase) {
+  return phase == "Stopped" || phase == "Succeeded" || phase == "Failed";
+}
+
+float ratioAnnotation(const api::Node& node, const char* key) {
+  auto it = node.metadata.annotations.find(key);
+  if (it == node.metadata.annotations.end()) return 0;
+  try {
+    float v = std::stof(it->second);
+    return v > 0 ? v : 0;
+  } catch (...) {
+    return 0;  // a bad annotation falls back to the plugin's default
+  }
+}
+
+bool nodeReady(const api::Node& node) {
+  const api::Condition* ready = findCondition(node.status.conditions, "Ready");
+  return ready != nullptr && ready->status == "True";
+}
+
+}  // namespace
+
+SchedulingController::SchedulingController(store::Store& store, PluginInstance& scheduler,
+                                           metrics::Registry& metrics, SchedulingOptions options)
+    : store_(store), scheduler_(scheduler), options_(options) {
+  if (auto h = metrics.histogram("vmhost_scheduling_duration_seconds",
+                                 "Time to place one VM, including the scheduler plugin call",
+                                 {"result"});
+      h.ok()) {
+    latency_ = h.value();
+  }
+  if (auto c = metrics.counter("vmhost_scheduling_attempts_total",
+                               "Scheduling attempts by result", {"result"});
+      c.ok()) {
+    attempts_ = c.value();
+  }
+}
+
+bool SchedulingController::holdsResources(const api::VirtualMachine& vm) const {
+  return !vm.status.nodeName.empty() && !terminalPhase(vm.status.phase);
+}
+
+bool SchedulingController::wantsPlacement(const api::VirtualMachine& vm) const {
+  return vm.status.nodeName.empty() && !vm.metadata.deletionTimestamp &&
+         vm.spec.runStrategy != "Halted";
+}
+
+bool SchedulingController::resync() {
+  auto vms = store_.list(api::kVirtualMachinesResource, "");
+  auto nodes = store_.list(api::kNodesResource, "");
+  if (!vms.ok() || !nodes.ok()) {
+    std::fprintf(stderr, "controller: cannot list %s: %s\n", vms.ok() ? "nodes" : "VMs",
+                 (vms.ok() ? nodes.error() : vms.error()).message.c_str());
+    return false;
+  }
+  vms_.clear();
+  nodes_.clear();
+  for (const auto& object : nodes.value().items) {
+    auto node = api::decodeStoredNode(object);
+    if (node.ok()) nodes_[node.value().metadata.name] = std::move(node.value());
+  }
+  for (const auto& object : vms.value().items) {
+    store::WatchEvent event;
+    event.type = store::WatchEventType::kAdded;
+    event.object = std::make_shared<store::StoredObject>(object);
+    applyVm(event);
+  }
+  dirtyNodes_.clear();
+  removedNodes_.clear();
+  fullSync_ = true;
+  unschedulable_.clear();
+  vmRevision_ = vms.value().revision;
+  nodeRevision_ = nodes.value().revision;
+  return true;
+}
+
+void SchedulingController::applyVm(const store::WatchEvent& event) {
+  const auto& object = *event.object;
+  VmKey key{object.key.ns, object.key.name};
+  // Take the old contribution out of the node's allocation.
+  if (auto it = vms_.find(key); it != vms_.end() && holdsResources(it->second.vm)) {
+    auto& a = allocated_[it->second.vm.status.nodeName];
+    a.first -= it->second.cpuMillis;
+    a.second -= it->second.memoryBytes;
+    dirtyNodes_.insert(it->second.vm.status.nodeName);
+  }
+  if (event.type == store::WatchEventType::kDeleted) {
+    vms_.erase(key);
+    unschedulable_.erase(key);
+    queue_.erase(key);
+    return;
+  }
+  auto vm = api::decodeStoredVirtualMachine(object);
+  if (!vm.ok()) {
+    std::fprintf(stderr, "controller: skipping %s: %s\n", object.key.describe().c_str(),
+                 vm.error().message.c_str());
+    vms_.erase(key);
+    return;
+  }
+  VmEntry entry;
+  entry.cpuMillis = vm.value().spec.cpu.cores * 1000;
+  entry.memoryBytes = vm.value().spec.memory.value();
+  entry.vm = std::move(vm.value());
+  if (holdsResources(entry.vm)) {
+    auto& a = allocated_[entry.vm.status.nodeName];
+    a.first += entry.cpuMillis;
+    a.second += entry.memoryBytes;
+    dirtyNodes_.insert(entry.vm.status.nodeName);
+  }
+  if (wantsPlacement(entry.vm)) {
+    queue_.insert(key);
+  } else {
+    queue_.erase(key);
+    unschedulable_.erase(key);
+    if (entry.vm.status.nodeName.empty() && entry.vm.spec.runStrategy == "Halted" &&
+        entry.vm.status.phase != "Stopped" && !entry.vm.metadata.deletionTimestamp) {
+      halted_.insert(key);
+    }
+  }
+  vms_[key] = std::move(entry);
+}
+
+void SchedulingController::applyNode(const store::WatchEvent& event) {
+  const std::string& name = event.object->key.name;
+  if (event.type == store::WatchEventType::kDeleted) {
+    nodes_.erase(name);
+    removedNodes_.insert(name);
+    dirtyNodes_.erase(name);
+  } else {
+    auto node = api::decodeStoredNode(*event.object);
+    if (!node.ok()) return;
+    nodes_[name] = std::move(node.value());
+    dirtyNodes_.insert(name);
+    removedNodes_.erase(name);
+  }
+  // A node change may make an unschedulable VM fit.
+  for (const auto& [key, message] : unschedulable_) queue_.insert(key);
+}
+
+void SchedulingController::markHalted(const VmKey& key) {
+  auto r = api::updateVirtualMachineStatus(store_, key.first, key.second,
+                                           [](api::VirtualMachineStatus& s) {
+                                             if (!s.nodeName.empty() || s.phase == "Stopped") return false;
+                                             s.phase = "Stopped";
+                                             removeCondition(s.conditions, "Scheduled");
+                                             return true;
+                                           });
+  if (!r.ok() && r.error().code != VMHOST_ERR_NOT_FOUND) {
+    std::fprintf(stderr, "controller: vm %s/%s: %s\n", key.first.c_str(), key.second.c_str(),
+                 r.error().message.c_str());
+  }
+}
+
+void SchedulingController::scheduleOne(const VmKey& key) {
+  auto it = vms_.find(key);
+  if (it == vms_.end() || !wantsPlacement(it->second.vm)) return;
+  const VmEntry& entry = it->second;
+  auto started = Clock::now();
+
+  capnp::MallocMessageBuilder message;
+  auto request = message.initRoot<schema::ScheduleRequest>();
+  auto vm = request.initVm();
+  auto ref = vm.initRef();
+  ref.setNamespace(key.first);
+  ref.setName(key.second);
+  ref.setUid(entry.vm.metadata.uid);
+  vm.initRequests().setCpuMillis(static_cast<uint64_t>(std::max<int64_t>(0, entry.cpuMillis)));
+  vm.getRequests().setMemoryBytes(static_cast<uint64_t>(std::max<int64_t>(0, entry.memoryBytes)));
+  auto selector = vm.initNodeSelector(static_cast<unsigned>(entry.vm.spec.nodeSelector.size()));
+  unsigned i = 0;
+  for (const auto& [k, v] : entry.vm.spec.nodeSelector) {
+    selector[i].setKey(k);
+    selector[i].setValue(v);
+    ++i;
+  }
+  std::vector<const api::Node*> send;
+  if (fullSync_) {
+    for (const auto& [name, node] : nodes_) send.push_back(&node);
+  } else {
+    for (const auto& name : dirtyNodes_) {
+      if (auto n = nodes_.find(name); n != nodes_.end()) send.push_back(&n->second);
+    }
+  }
+  request.setFullSync(fullSync_);
+  auto nodes = request.initNodes(static_cast<unsigned>(send.size()));
+  for (unsigned n = 0; n < send.size(); ++n) {
+    const api::Node& node = *send[n];
+    auto out = nodes[n];
+    out.setName(node.metadata.name);
+    auto labels = out.initLabels(static_cast<unsigned>(node.metadata.labels.size()));
+    unsigned l = 0;
+    for (const auto& [k, v] : node.metadata.labels) {
+      labels[l].setKey(k);
+      labels[l].setValue(v);
+      ++l;
+    }
+    out.setSchedulable(!node.spec.unschedulable);
+    out.setReady(nodeReady(node));
+    const auto& amounts = node.status.allocatable.cpu ? node.status.allocatable : node.status.capacity;
+    auto cap = out.initCapacity();
+    cap.setCpuMillis(amounts.cpu ? static_cast<uint64_t>(std::max<int64_t>(0, amounts.cpu->milliValue)) : 0);
+    cap.setMemoryBytes(amounts.memory ? static_cast<uint64_t>(std::max<int64_t>(0, amounts.memory->value())) : 0);
+    auto used = allocated_[node.metadata.name];
+    auto alloc = out.initAllocated();
+    alloc.setCpuMillis(static_cast<uint64_t>(std::max<int64_t>(0, used.first)));
+    alloc.setMemoryBytes(static_cast<uint64_t>(std::max<int64_t>(0, used.second)));
+    out.setCpuAllocationRatio(ratioAnnotation(node, kCpuAllocationRatioAnnotation));
+    out.setMemoryAllocationRatio(ratioAnnotation(node, kMemoryAllocationRatioAnnotation));
+  }
+  auto removed = request.initRemovedNodes(fullSync_ ? 0 : static_cast<unsigned>(removedNodes_.size()));
+  if (!fullSync_) {
+    unsigned r = 0;
+    for (const auto& name : removedNodes_) removed.set(r++, name);
+  }
+
+  auto reply = scheduler_.call<schema::ScheduleResult>(VMHOST_METHOD_SCHEDULER_SCHEDULE, message);
+  auto seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  if (!reply.ok()) {
+    // The plugin failed this call: keep the node deltas for the next one and
+    // say why on the VM; it is retried with the unschedulable ones.
+    if (attempts_) attempts_->inc({"error"});
+    if (latency_) latency_->observe({"error"}, seconds);
+    std::string msg = reply.error().message;
+    if (unschedulable_[key] != msg) {
+      unschedulable_[key] = msg;
+      (void)api::updateVirtualMachineStatus(store_, key.first, key.second, [&](api::VirtualMachineStatus& s) {
+        if (!s.nodeName.empty()) return false;
+        s.phase = "Pending";
+        return setCondition(s.conditions, "Scheduled", "False", "SchedulerError", msg) || true;
+      });
+    }
+    return;
+  }
+  fullSync_ = false;
+  dirtyNodes_.clear();
+  removedNodes_.clear();
+  auto result = reply.value().get();
+  if (result.isScheduled()) {
+    std::string node = result.getScheduled().getNode().cStr();
+    auto written = api::updateVirtualMachineStatus(
+        store_, key.first, key.second, [&](api::VirtualMachineStatus& s) {
+          if (!s.nodeName.empty()) return false;  // bound meanwhile: never re-place
+          s.nodeName = node;
+          s.phase = "Scheduled";
+          setCondition(s.conditions, "Scheduled", "True", "Scheduled", "placed on node " + node);
+          return true;
+        });
+    if (!written.ok()) {
+      if (attempts_) attempts_->inc({"error"});
+      std::fprintf(stderr, "controller: vm %s/%s: binding to %s: %s\n", key.first.c_str(),
+                   key.second.c_str(), node.c_str(), written.error().message.c_str());
+      // The plugin assumed the placement; resend that node's real figures.
+      dirtyNodes_.insert(node);
+      return;
+    }
+    ++placements_;
+    if (attempts_) attempts_->inc({"scheduled"});
+    if (latency_) latency_->observe({"scheduled"}, seconds);
+    unschedulable_.erase(key);
+    // Account for it now; the watch event that follows confirms it.
+    store::WatchEvent event;
+    event.type = store::WatchEventType::kModified;
+    store::StoredObject object;
+    object.key = api::virtualMachineKey(key.first, key.second);
+    object.value = api::storeValue(written.value());
+    object.modRevision = std::stoll(written.value().metadata.resourceVersion.empty()
+                                        ? "0"
+                                        : written.value().metadata.resourceVersion);
+    event.object = std::make_shared<store::StoredObject>(std::move(object));
+    applyVm(event);
+    // The plugin's cache already holds the assumed allocation for `node`.
+    dirtyNodes_.erase(node);
+    return;
+  }
+  std::string msg = result.getUnschedulable().getMessage().cStr();
+  if (attempts_) attempts_->inc({"unschedulable"});
+  if (latency_) latency_->observe({"unschedulable"}, seconds);
+  if (unschedulable_.count(key) && unschedulable_[key] == msg) return;
+  unschedulable_[key] = msg;
+  auto written = api::updateVirtualMachineStatus(store_, key.first, key.second,
+                                                 [&](api::VirtualMachineStatus& s) {
+                                                   if (!s.nodeName.empty()) return false;
+                                                   bool changed = s.phase != "Pending";
+                                                   s.phase = "Pending";
+                                                   changed |= setCondition(s.conditions, "Scheduled", "False",
+                                                                           "Unschedulable", msg);
+                                                   return changed;
+                                                 });
+  if (!written.ok() && written.error().code != VMHOST_ERR_NOT_FOUND) {
+    std::fprintf(stderr, "controller: vm %s/%s: %s\n", key.first.c_str(), key.second.c_str(),
+                 written.error().message.c_str());
+  }
+}
+
+void SchedulingController::run(std::stop_token stop) {
+  while (!stop.stop_requested()) {
+    if (!resync()) {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      continue;
+    }
+    auto vmWatch = store_.watch(api::kVirtualMachinesResource, "", vmRevision_);
+    auto nodeWatch = store_.watch(api::kNodesResource, "", nodeRevision_);
+    if (!vmWatch.ok() || !nodeWatch.ok()) {
+      std::fprintf(stderr, "controller: cannot watch: %s\n",
+                   (vmWatch.ok() ? nodeWatch.error() : vmWatch.error()).message.c_str());
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      continue;
+    }
+    std::mutex mu;
+    std::condition_variable cv;
+    bool woken = false;
+    auto wake = [&] {
+      std::lock_guard<std::mutex> lock(mu);
+      woken = true;
+      cv.notify_one();
+    };
+    vmWatch.value()->setNotify(wake);
+    nodeWatch.value()->setNotify(wake);
+    auto lastRetry = Clock::now();
+    bool relist = false;
+    while (!stop.stop_requested() && !relist) {
+      // Drain both watches (bounded per round so a flood cannot starve scheduling).
+      for (int n = 0; n < 10000; ++n) {
+        auto event = nodeWatch.value()->tryNext();
+        if (!event) break;
+        if (event->type == store::WatchEventType::kError) {
+          relist = true;
+          break;
+        }
+        applyNode(*event);
+      }
+      for (int n = 0; n < 10000 && !relist; ++n) {
+        auto event = vmWatch.value()->tryNext();
+        if (!event) break;
+        if (event->type == store::WatchEventType::kError) {
+          relist = true;
+          break;
+        }
+        applyVm(*event);
+      }
+      if (relist) break;
+      if (Clock::now() - lastRetry >= options_.retryInterval) {
+        for (const auto& [key, message] : unschedulable_) queue_.insert(key);
+        lastRetry = Clock::now();
+      }
+      auto halted = std::move(halted_);
+      halted_.clear();
+      for (const auto& key : halted) markHalted(key);
+      auto queue = std::move(queue_);
+      queue_.clear();
+      for (const auto& key : queue) {
+        if (stop.stop_requested()) break;
+        scheduleOne(key);
+      }
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return woken || stop.stop_requested(); });
+      woken = false;
+    }
+  }
+}
+
+}  // namespace vmhost::controller
