@@ -23,6 +23,20 @@ runtime_pkgs=(
   iproute2 dnsmasq-base procps psmisc
 )
 
+# libvirt's QEMU driver (libvirtd and qemu:///embed alike) resolves its
+# default user, libvirt-qemu, before it reads qemu.conf, so it fails to start
+# without one even when qemu.conf says user = "root". libvirt-daemon-system
+# would create it but drags in systemd units; create it here instead.
+ensure_qemu_user() {
+  getent passwd libvirt-qemu >/dev/null && return 0
+  local sudo=
+  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
+  getent group libvirt-qemu >/dev/null || $sudo groupadd --system libvirt-qemu
+  $sudo useradd --system --gid libvirt-qemu --no-create-home --home-dir /var/lib/libvirt \
+    --shell /usr/sbin/nologin --comment "Libvirt Qemu" libvirt-qemu
+  echo "install-deps: created the libvirt-qemu user"
+}
+
 want=("${build_pkgs[@]}" "${runtime_pkgs[@]}")
 missing=()
 for p in "${want[@]}"; do
@@ -38,6 +52,7 @@ fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#want[@]} packages present"
+  ensure_qemu_user
   exit 0
 fi
 
@@ -57,4 +72,5 @@ until $SUDO apt-get update -q; do
   sleep 5
 done
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+ensure_qemu_user
 echo "install-deps: done"
