@@ -16,6 +16,7 @@
 #include <future>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 namespace vmhost::api {
@@ -1524,6 +1525,65 @@ class ApiService final : public kj::HttpService {
     return Reply{200, metrics_->render(), metrics::Registry::kContentType, {}};
   }
 
+  // Namespaces are implicit: "default" and every namespace holding a VM.
+  // Served read-only so `kubectl get namespaces` works.
+  Reply namespaces(const Request& req, const std::string& name) {
+    std::set<std::string> names{"default"};
+    store::ListOptions opts;
+    opts.limit = 1000;
+    for (int page = 0; page < 10000; ++page) {
+      auto res = store_.list(kVirtualMachinesResource, "", opts);
+      if (!res) return statusReply(503, "ServiceUnavailable", res.error().message);
+      for (const auto& o : res->items) names.insert(o.key.ns);
+      if (!res->next) break;
+      opts.after = res->next;
+    }
+    auto object = [](const std::string& n) {
+      return Json{{"apiVersion", "v1"},
+                  {"kind", "Namespace"},
+                  {"metadata", {{"name", n}}},
+                  {"spec", Json::object()},
+                  {"status", {{"phase", "Active"}}}};
+    };
+    std::vector<std::string> selected;
+    if (!name.empty()) {
+      if (!names.count(name)) {
+        return statusReply(404, "NotFound", "namespaces \"" + name + "\" not found",
+                           Json{{"name", name}, {"kind", "namespaces"}});
+      }
+      selected.push_back(name);
+    } else {
+      selected.assign(names.begin(), names.end());
+    }
+    if (req.wantTable) {
+      Json rows = Json::array();
+      for (const auto& n : selected) {
+        Json partial = Json::object();
+        partial["kind"] = "PartialObjectMetadata";
+        partial["apiVersion"] = "meta.k8s.io/v1";
+        partial["metadata"] = Json{{"name", n}};
+        Json row = Json::object();
+        row["cells"] = Json::array({n, "Active"});
+        row["object"] = std::move(partial);
+        rows.push_back(std::move(row));
+      }
+      return jsonReply(200, Json{{"kind", "Table"},
+                                 {"apiVersion", "meta.k8s.io/v1"},
+                                 {"metadata", Json::object()},
+                                 {"columnDefinitions",
+                                  Json::array({column("Name", "string", "Namespace.", 0, "name"),
+                                               column("Status", "string", "Always Active.")})},
+                                 {"rows", rows}});
+    }
+    if (!name.empty()) return jsonReply(200, object(name));
+    Json items = Json::array();
+    for (const auto& n : selected) items.push_back(object(n));
+    return jsonReply(200, Json{{"apiVersion", "v1"},
+                               {"kind", "NamespaceList"},
+                               {"metadata", Json::object()},
+                               {"items", items}});
+  }
+
   Reply nonResource(const Request& req) {
     const auto& s = req.segments;
     if (req.verb != Verb::kGet) {
@@ -1559,12 +1619,22 @@ class ApiService final : public kj::HttpService {
                      Json::array({Json{{"clientCIDR", "0.0.0.0/0"}, {"serverAddress", addr}}})}});
     }
     if (s.size() == 2 && s[0] == "api" && s[1] == "v1") {
-      // The core group serves nothing. Nodes are vmhost.io/v1 only: kubectl
-      // resolves `nodes` to them all the same, while a core v1 Node would make
-      // kubectl use strategic merge patch and describe it by asking for pods.
-      return jsonReply(
-          200,
-          Json{{"kind", "APIResourceList"}, {"groupVersion", "v1"}, {"resources", Json::array()}});
+      // The core group serves only namespaces (kubectl refuses an empty
+      // group). Nodes are vmhost.io/v1 only: kubectl resolves `nodes` to them
+      // all the same, while a core v1 Node would make kubectl use strategic
+      // merge patch and describe it by asking for pods.
+      Json ns{{"name", "namespaces"},
+              {"singularName", "namespace"},
+              {"namespaced", false},
+              {"kind", "Namespace"},
+              {"verbs", Json::array({"get", "list"})},
+              {"shortNames", Json::array({"ns"})}};
+      return jsonReply(200, Json{{"kind", "APIResourceList"},
+                                 {"groupVersion", "v1"},
+                                 {"resources", Json::array({ns})}});
+    }
+    if ((s.size() == 3 || s.size() == 4) && s[0] == "api" && s[1] == "v1" && s[2] == "namespaces") {
+      return namespaces(req, s.size() == 4 ? s[3] : "");
     }
     if (s.size() == 1 && s[0] == "apis") {
       return jsonReply(
@@ -1590,7 +1660,7 @@ class ApiService final : public kj::HttpService {
       if (protobuf) {
         return Reply{200,
                      docs_.v2Protobuf,
-                     "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+                     "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
                      {}};
       }
       return Reply{200, docs_.v2Json, "application/json", {}};

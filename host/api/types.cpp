@@ -614,7 +614,10 @@ Json encodeVirtualMachineSpec(const VirtualMachineSpec& s) {
     for (const auto& d : s.disks) {
       Json e = Json::object();
       e["name"] = d.name;
-      e["bus"] = d.bus;
+      // Defaults inside list items are left out: kubectl apply's merge patch
+      // replaces whole lists, so a filled-in default would make every
+      // re-apply of an unchanged manifest a change.
+      if (d.bus != "virtio") e["bus"] = d.bus;
       if (d.bootOrder) e["bootOrder"] = *d.bootOrder;
       if (d.readOnly) e["readOnly"] = true;
       arr.push_back(std::move(e));
@@ -634,7 +637,8 @@ Json encodeVirtualMachineSpec(const VirtualMachineSpec& s) {
         p["claimName"] = v.persistent->claimName;
         if (v.persistent->size) p["size"] = v.persistent->size->text;
         if (v.persistent->image) p["image"] = encodeImage(*v.persistent->image);
-        p["reclaimPolicy"] = v.persistent->reclaimPolicy;
+        if (v.persistent->reclaimPolicy != "Delete")
+          p["reclaimPolicy"] = v.persistent->reclaimPolicy;
         e["persistent"] = std::move(p);
       }
       arr.push_back(std::move(e));
@@ -649,7 +653,7 @@ Json encodeVirtualMachineSpec(const VirtualMachineSpec& s) {
       if (!n.network.empty()) e["network"] = n.network;
       if (!n.bridge.empty()) e["bridge"] = n.bridge;
       if (n.user) e["user"] = Json::object();
-      e["model"] = n.model;
+      if (n.model != "virtio") e["model"] = n.model;
       if (!n.macAddress.empty()) e["macAddress"] = n.macAddress;
       arr.push_back(std::move(e));
     }
