@@ -537,6 +537,12 @@ class Waker {
       pending_ = true;
     }
   }
+  // Drops a pending fulfiller on the loop thread (after the store watch is
+  // closed, so no notify can race with it).
+  void reset() {
+    std::lock_guard lock(mu_);
+    fulfiller_ = nullptr;
+  }
   kj::Promise<void> wait() {
     std::lock_guard lock(mu_);
     if (pending_) {
@@ -932,6 +938,7 @@ class TypedHandler final : public ResourceHandler {
     ~WatchState() {
       // Stop notifications before the waker goes away.
       if (watch) watch->close();
+      if (waker) waker->reset();
     }
     LabelSelector labels;
     FieldSelector fields;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 namespace vmhost::metrics {
 
@@ -31,8 +32,13 @@ std::string formatValue(double value) {
     std::snprintf(buf, sizeof buf, "%.0f", value);
     return buf;
   }
+  // The shortest form that reads back as the same double ("0.1", not
+  // "0.10000000000000001"), as Prometheus clients print bucket bounds.
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", value);
+  for (int precision = 15; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, value);
+    if (std::strtod(buf, nullptr) == value) break;
+  }
   return buf;
 }
 
