@@ -882,9 +882,13 @@ class TypedHandler final : public ResourceHandler {
       auto res = svc_.store.list(Tr::storeResource(), ns);
       if (!res) return storeErrorReply(info, "", res.error());
       from = res->revision;
+      st->selectedComplete = true;
       for (const auto& o : res->items) {
         auto obj = Tr::fromStore(o);
-        if (obj && matches(*obj, st->labels, st->fields)) initial += eventLine(*st, "ADDED", *obj);
+        if (obj && matches(*obj, st->labels, st->fields)) {
+          initial += eventLine(*st, "ADDED", *obj);
+          st->selected.insert(o.key.ns + "/" + o.key.name);
+        }
       }
     } else {
       auto rv = parseRevision(rvParam);
@@ -949,6 +953,13 @@ class TypedHandler final : public ResourceHandler {
     std::shared_ptr<Waker> waker;
     kj::Own<kj::AsyncOutputStream> stream;
     kj::String pending;
+    // Objects the client currently sees as selected, so an object leaving
+    // the selection is reported DELETED and one entering it ADDED, as
+    // kube-apiserver does. Complete when the watch began with a listing;
+    // otherwise objects selected before the start revision are unknown
+    // until they change.
+    std::set<std::string> selected;
+    bool selectedComplete = false;
   };
 
   std::variant<Selectors, Reply> selectors(const Request& req) {
@@ -1108,11 +1119,24 @@ class TypedHandler final : public ResourceHandler {
         break;
       }
       auto obj = Tr::fromStore(*ev->object);
-      if (!obj || !matches(*obj, st.labels, st.fields)) continue;
-      const char* type = ev->type == store::WatchEventType::kAdded      ? "ADDED"
-                         : ev->type == store::WatchEventType::kModified ? "MODIFIED"
-                                                                        : "DELETED";
-      batch += eventLine(st, type, *obj);
+      if (!obj) continue;
+      std::string key = ev->object->key.ns + "/" + ev->object->key.name;
+      bool now = matches(*obj, st.labels, st.fields);
+      bool before = st.selected.count(key) > 0;
+      const char* type = nullptr;
+      if (ev->type == store::WatchEventType::kDeleted) {
+        if (before || (!st.selectedComplete && now)) type = "DELETED";
+        st.selected.erase(key);
+      } else if (now) {
+        bool known =
+            before || (!st.selectedComplete && ev->type == store::WatchEventType::kModified);
+        type = known ? "MODIFIED" : "ADDED";
+        st.selected.insert(key);
+      } else if (before) {
+        type = "DELETED";  // it left the selection
+        st.selected.erase(key);
+      }
+      if (type) batch += eventLine(st, type, *obj);
     }
     kj::Promise<void> written = kj::READY_NOW;
     if (!batch.empty()) {
