@@ -894,6 +894,20 @@ class TypedHandler final : public ResourceHandler {
       auto rv = parseRevision(rvParam);
       if (!rv) return badRequest("invalid resourceVersion \"" + rvParam + "\"");
       from = *rv;
+      if (!st->labels.empty() || !st->fields.empty()) {
+        // What the client's list (taken at `from`, usually just now) showed
+        // as selected; exact if nothing was written since.
+        auto res = svc_.store.list(Tr::storeResource(), ns);
+        if (res && res->revision == from) {
+          for (const auto& o : res->items) {
+            auto obj = Tr::fromStore(o);
+            if (obj && matches(*obj, st->labels, st->fields)) {
+              st->selected.insert(o.key.ns + "/" + o.key.name);
+            }
+          }
+          st->selectedComplete = true;
+        }
+      }
     }
     kj::HttpHeaders headers(headerTable);
     headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
@@ -960,6 +974,7 @@ class TypedHandler final : public ResourceHandler {
     // until they change.
     std::set<std::string> selected;
     bool selectedComplete = false;
+    std::set<std::string> deselected;  // seen leaving; known not selected
   };
 
   std::variant<Selectors, Reply> selectors(const Request& req) {
@@ -1124,17 +1139,26 @@ class TypedHandler final : public ResourceHandler {
       bool now = matches(*obj, st.labels, st.fields);
       bool before = st.selected.count(key) > 0;
       const char* type = nullptr;
+      // Without a complete starting set, a MODIFIED object not seen before
+      // may have been selected all along: report it MODIFIED, unless it was
+      // seen leaving. (One that leaves unseen is not reported: it may never
+      // have been selected.)
+      bool unknown = !st.selectedComplete && !st.deselected.count(key);
       if (ev->type == store::WatchEventType::kDeleted) {
-        if (before || (!st.selectedComplete && now)) type = "DELETED";
+        if (before || (unknown && now)) type = "DELETED";
         st.selected.erase(key);
+        st.deselected.erase(key);
       } else if (now) {
-        bool known =
-            before || (!st.selectedComplete && ev->type == store::WatchEventType::kModified);
+        bool known = before || (unknown && ev->type == store::WatchEventType::kModified);
         type = known ? "MODIFIED" : "ADDED";
         st.selected.insert(key);
+        st.deselected.erase(key);
       } else if (before) {
         type = "DELETED";  // it left the selection
         st.selected.erase(key);
+        st.deselected.insert(key);
+      } else if (!st.selectedComplete) {
+        st.deselected.insert(key);
       }
       if (type) batch += eventLine(st, type, *obj);
     }

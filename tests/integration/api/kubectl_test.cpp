@@ -410,6 +410,12 @@ BOOST_AUTO_TEST_CASE(apply_creates_then_changes) {
 
 BOOST_AUTO_TEST_CASE(watch_sees_create_patch_delete) {
   auto& env = Env::get();
+  // One VM selected before the watch starts: kubectl lists it, then watches.
+  auto pre = env.write("pre.yaml",
+                       "apiVersion: vmhost.io/v1\nkind: VirtualMachine\nmetadata:\n"
+                       "  name: watch-pre\n  labels:\n    watch: me\nspec:\n"
+                       "  memory: 64Mi\n");
+  BOOST_TEST(env.kc("create -f " + pre.string()).exit == 0);
   Background watch(env.kubectl,
                    {"--request-timeout=0", "get", "virtualmachines", "-w", "--output-watch-events",
                     "-l", "watch=me"},
@@ -440,6 +446,9 @@ BOOST_AUTO_TEST_CASE(watch_sees_create_patch_delete) {
     return false;
   };
   BOOST_TEST(twice("ADDED      watch-vm"));
+  // The one that was selected before the watch began leaves the selection too.
+  BOOST_TEST(env.kc("label virtualmachine watch-pre watch- ").exit == 0);
+  BOOST_TEST(watch.waitFor("DELETED    watch-pre", std::chrono::seconds(10)));
   auto del = env.kc("delete virtualmachine watch-vm");
   BOOST_TEST(del.exit == 0);
   BOOST_TEST(twice("DELETED    watch-vm"));
