@@ -265,17 +265,29 @@ Json yamlScalar(const YAML::Node& n) {
   return Json(s);
 }
 
-Json yamlToJson(const YAML::Node& n, int depth) {
-  if (depth > kMaxNestingDepth) return Json(nullptr);
+// `budget` counts the nodes converted: aliases let a small YAML document
+// name the same subtree many times ("billion laughs"), so expansion stops
+// when the budget is spent (the caller then refuses the document).
+struct NodeBudget {
+  size_t left;
+  bool exceeded = false;
+};
+
+Json yamlToJson(const YAML::Node& n, int depth, NodeBudget& budget) {
+  if (depth > kMaxNestingDepth || budget.left == 0) {
+    budget.exceeded = true;
+    return Json(nullptr);
+  }
+  --budget.left;
   switch (n.Type()) {
     case YAML::NodeType::Map: {
       Json j = Json::object();
-      for (auto it : n) j[it.first.Scalar()] = yamlToJson(it.second, depth + 1);
+      for (auto it : n) j[it.first.Scalar()] = yamlToJson(it.second, depth + 1, budget);
       return j;
     }
     case YAML::NodeType::Sequence: {
       Json j = Json::array();
-      for (auto it : n) j.push_back(yamlToJson(it, depth + 1));
+      for (auto it : n) j.push_back(yamlToJson(it, depth + 1, budget));
       return j;
     }
     case YAML::NodeType::Scalar:
@@ -295,7 +307,19 @@ std::variant<Json, Reply> parseBody(const std::string& body, const std::string& 
   if (yaml) {
     try {
       YAML::Node n = YAML::Load(body);
-      return yamlToJson(n, 0);
+      // Without aliases a document has fewer nodes than bytes; with them,
+      // this bounds what they expand to.
+      NodeBudget budget{body.size() + 16};
+      Json j = yamlToJson(n, 0, budget);
+      if (budget.exceeded) {
+        return badRequest("the request body is not valid YAML: it expands to too many nodes");
+      }
+      try {
+        (void)j.dump();  // YAML, unlike the JSON parser, lets invalid UTF-8 through
+      } catch (const Json::type_error&) {
+        return badRequest("the request body is not valid YAML: strings must be UTF-8");
+      }
+      return j;
     } catch (const YAML::Exception& e) {
       return badRequest("the request body is not valid YAML: line " +
                         std::to_string(e.mark.line + 1) + ", column " +

@@ -644,6 +644,17 @@ BOOST_AUTO_TEST_CASE(http_errors_are_status_objects) {
   BOOST_TEST(Json::parse(badYaml.body)["message"].get<std::string>().find(
                  "the request body is not valid YAML: line ") != std::string::npos);
 
+  std::string laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n";
+  for (char c = 'b'; c <= 'j'; ++c) {
+    laughs += std::string(1, c) + ": &" + c + " [";
+    for (int i = 0; i < 10; ++i) laughs += std::string(i ? ", *" : "*") + char(c - 1);
+    laughs += "]\n";
+  }
+  auto bomb = env.http("POST", coll, "application/yaml", laughs);
+  BOOST_TEST(bomb.code == 400);
+  BOOST_TEST(Json::parse(bomb.body)["message"] ==
+             "the request body is not valid YAML: it expands to too many nodes");
+
   auto yaml = env.http("POST", coll, "application/yaml",
                        "apiVersion: vmhost.io/v1\nkind: VirtualMachine\nmetadata:\n  name: "
                        "yaml-vm\nspec:\n  memory: 64Mi\n");
