@@ -1478,10 +1478,7 @@ class ApiService final : public kj::HttpService {
     if (route.name.empty()) {
       if (req.verb == Verb::kGet) {
         if (req.flag("watch")) {
-          record(req, 200, start);
-          auto w = h.watch(req, route.ns, response, table_);
-          if (auto* r = std::get_if<Reply>(&w)) return send(response, req, std::move(*r), start);
-          return kj::mv(std::get<kj::Promise<void>>(w));
+          return watch(h, route, req, response, start);
         }
         return send(response, req, h.list(req, route.ns), start);
       }
@@ -1497,10 +1494,7 @@ class ApiService final : public kj::HttpService {
         if (req.flag("watch")) {
           // Legacy single-object watch: the same stream, pinned by name.
           req.query["fieldSelector"] = "metadata.name=" + route.name;
-          record(req, 200, start);
-          auto w = h.watch(req, route.ns, response, table_);
-          if (auto* r = std::get_if<Reply>(&w)) return send(response, req, std::move(*r), start);
-          return kj::mv(std::get<kj::Promise<void>>(w));
+          return watch(h, route, req, response, start);
         }
         return send(response, req, h.get(req, route.ns, route.name), start);
       case Verb::kPut: {
@@ -1531,6 +1525,14 @@ class ApiService final : public kj::HttpService {
       default:
         return methodNotAllowed();
     }
+  }
+
+  kj::Promise<void> watch(ResourceHandler& h, const Route& route, Request& req, Response& response,
+                          Clock::time_point start) {
+    auto w = h.watch(req, route.ns, response, table_);
+    if (auto* r = std::get_if<Reply>(&w)) return send(response, req, std::move(*r), start);
+    record(req, 200, start);  // streaming has begun
+    return kj::mv(std::get<kj::Promise<void>>(w));
   }
 
   std::variant<Json, Reply> bodyJson(const Request& req) {
@@ -1837,9 +1839,10 @@ Result<uint16_t> Server::start() {
     if (impl_->started) return Error{VMHOST_ERR_FAILED_PRECONDITION, "already started", false};
     impl_->started = true;
   }
-  std::promise<Result<uint16_t>> ready;
-  auto future = ready.get_future();
-  impl_->thread = std::thread([this, &ready] { impl_->run(ready); });
+  // Shared: the thread may still be inside set_value() when get() returns.
+  auto ready = std::make_shared<std::promise<Result<uint16_t>>>();
+  auto future = ready->get_future();
+  impl_->thread = std::thread([this, ready] { impl_->run(*ready); });
   Result<uint16_t> r = future.get();
   if (!r) impl_->thread.join();
   return r;
