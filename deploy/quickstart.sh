@@ -1,25 +1,93 @@
 #!/usr/bin/env bash
-# The quick start: installs dependencies, builds vmhost, validates the
-# example config and lists the plugins the host would load.
+# The quick start: installs dependencies, builds vmhost, assembles the tiny
+# test guest, starts `vmhost all-in-one` (real QEMU through libvirt's
+# embedded driver), creates a VM, waits for it to run and shows the line its
+# serial console printed when it booted.
+#
+# Re-running it is safe: it restarts the host (running VMs are re-adopted,
+# not restarted) and re-applies the VM.
+#   VMHOST_DATA_DIR   where the host keeps its state (default: <repo>/.vmhost)
+#   VMHOST_LISTEN     the API's address (default: 127.0.0.1:8080)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
+data=${VMHOST_DATA_DIR:-$root/.vmhost}
+listen=${VMHOST_LISTEN:-127.0.0.1:8080}
+api="http://$listen"
 
 "$root/deploy/install-deps.sh"
 "$root/deploy/build.sh"
+guest_dir="${VMHOST_CACHE_DIR:-$HOME/.cache/vmhost}/guest"
+"$root/deploy/guest/build-guest.sh" "$guest_dir"
 
 echo
-echo "== vmhost $("$build/bin/vmhost" version)"
-echo "== plugins in $build/lib/vmhost/plugins:"
-"$build/bin/vmhost" plugins list
+echo "== plugins"
+"$build/bin/vmhost" plugins list --config "$root/deploy/all-in-one.yaml"
+
+mkdir -p "$data"
+if [ -f "$data/vmhost.pid" ] && kill -0 "$(cat "$data/vmhost.pid")" 2>/dev/null; then
+  echo "== stopping the previous vmhost (pid $(cat "$data/vmhost.pid")); its VMs keep running"
+  kill "$(cat "$data/vmhost.pid")"
+  for _ in $(seq 1 100); do kill -0 "$(cat "$data/vmhost.pid")" 2>/dev/null || break; sleep 0.1; done
+fi
+echo "== starting vmhost all-in-one (data in $data, log in $data/vmhost.log)"
+nohup "$build/bin/vmhost" all-in-one --config "$root/deploy/all-in-one.yaml" --data-dir "$data" \
+  --listen "$listen" >"$data/vmhost.log" 2>&1 &
+echo $! >"$data/vmhost.pid"
+for _ in $(seq 1 300); do
+  curl -fsS "$api/healthz" >/dev/null 2>&1 && break
+  if ! kill -0 "$(cat "$data/vmhost.pid")" 2>/dev/null; then
+    echo "vmhost exited:"; tail -n 20 "$data/vmhost.log"; exit 1
+  fi
+  sleep 0.2
+done
+curl -fsS "$api/healthz" >/dev/null || { echo "the API did not come up on $api"; tail -n 20 "$data/vmhost.log"; exit 1; }
+
+cat >"$data/kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- cluster: {server: "$api"}
+  name: vmhost
+contexts:
+- context: {cluster: vmhost, user: vmhost, namespace: default}
+  name: vmhost
+current-context: vmhost
+users:
+- name: vmhost
+  user: {}
+KC
+
+cat >"$data/quickstart-vm.yaml" <<YAML
+apiVersion: vmhost.io/v1
+kind: VirtualMachine
+metadata:
+  name: quickstart
+spec:
+  cpu: {cores: 1}
+  memory: 128Mi
+  boot:
+    kernel: $guest_dir/vmlinux
+    initrd: $guest_dir/initramfs.gz
+    cmdline: "console=ttyS0 quiet cryptomgr.notests"
+YAML
+vmctl=("$build/bin/vmctl" --server "$api")
+echo "== creating the VM (the first start probes QEMU's capabilities: up to a minute)"
+"${vmctl[@]}" apply -f "$data/quickstart-vm.yaml"
+"${vmctl[@]}" wait quickstart --for=phase=Running --timeout=300s
+"${vmctl[@]}" get
+console="$data/node/console/default_quickstart.log"
+for _ in $(seq 1 600); do grep -q "vmhost-guest: booted" "$console" 2>/dev/null && break; sleep 0.2; done
 echo
-echo "== the example config, deploy/vmhost.yaml:"
-"$build/bin/vmhost" check-config "$root/deploy/vmhost.yaml"
-"$build/bin/vmhost" plugins list --config "$root/deploy/vmhost.yaml"
+echo "== the guest's serial console:"
+grep "vmhost-guest: booted" "$console" | tail -n 1 || { echo "(no boot line yet; see $console)"; exit 1; }
+
 cat <<TXT
 
-Next:
-  $build/bin/vmhost plugins inspect $build/lib/vmhost/plugins/vmhost-scheduler-default.so
-  $build/bin/vmhost-plugin-check $build/lib/vmhost/plugins/vmhost-scheduler-binpack.so
-  edit deploy/vmhost.yaml (swap 'default' for 'binpack') and run check-config again.
+vmhost is running: API on $api (pid $(cat "$data/vmhost.pid"), log $data/vmhost.log).
+  $build/bin/vmctl --server $api get
+  $build/bin/vmctl --server $api describe quickstart
+  KUBECONFIG=$data/kubeconfig kubectl get virtualmachines,nodes
+  $build/bin/vmctl --server $api stop quickstart      # or start, delete
+Stop the host (VMs keep running until deleted): kill \$(cat $data/vmhost.pid)
 TXT

@@ -16,6 +16,7 @@
 #include <simdjson.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -139,8 +140,11 @@ void emitYaml(YAML::Emitter& out, simdjson::dom::element e) {
     case simdjson::dom::element_type::STRING: {
       std::string s{std::string_view(e)};
       // Quote strings that YAML would read as another type.
-      bool quote = s.empty() || s == "true" || s == "false" || s == "null" || s == "yes" ||
-                   s == "no" || s.find_first_not_of("0123456789.-+eE") == std::string::npos;
+      std::string lower;
+      for (char c : s) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      bool quote = s.empty() || lower == "true" || lower == "false" || lower == "null" ||
+                   lower == "yes" || lower == "no" || lower == "on" || lower == "off" || s == "~" ||
+                   s.find_first_not_of("0123456789.-+eE") == std::string::npos;
       if (quote) out << YAML::DoubleQuoted;
       out << s;
       break;

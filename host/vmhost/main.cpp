@@ -1,6 +1,7 @@
 // vmhost: the host binary. main() only dispatches; each command lives in its
 // own module.
 #include "plugin_commands.h"
+#include "vmhost/all_in_one.h"
 
 #include <vmhost/plugin.h>
 
@@ -15,6 +16,8 @@ const char* kUsage =
     "usage: vmhost COMMAND [ARGS]\n"
     "\n"
     "commands:\n"
+    "  all-in-one --config FILE   run the controller and a node in one process\n"
+    "             [--listen ADDR:PORT] [--data-dir DIR] [--node-name NAME]\n"
     "  check-config FILE          validate a config and its plugins without starting anything\n"
     "  plugins list [--config F]  list the plugins in the plugin directory, or those F selects\n"
     "  plugins inspect FILE.so    print a plugin's kind, name, version, ABI range, capabilities\n"
@@ -35,6 +38,7 @@ int main(int argc, char** argv) {
   const std::string cmd = args[0];
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (cmd == "check-config") return vmhost::cli::checkConfig(rest);
+  if (cmd == "all-in-one") return vmhost::cli::allInOne(rest);
   if (cmd == "version") {
     std::printf("vmhost %s (plugin ABI %u..%u)\n", VMHOST_VERSION, VMHOST_ABI_VERSION_MIN,
                 VMHOST_ABI_VERSION);

@@ -1,0 +1,97 @@
+// The node agent: makes this host's libvirt match the VMs the controller
+// bound to it, as KubeVirt's virt-handler does.
+//
+// Level-triggered: it lists and watches the VMs, polls its domains' states,
+// and reconciles every VM of this node at least every `resync`. Reconciling
+// one VM compares what should be (the VM's spec and runStrategy) with what
+// is (the libvirt domain) and takes one step towards the former: prepare
+// disks and NICs through the storage and network plugins, define and start
+// the domain, shut it down, or tear it down when the VM is deleted. A restart
+// re-reads the store and libvirt and converges: a running domain is adopted,
+// never started a second time (libvirt domain names are unique per host and
+// every start goes through a lookup).
+//
+// What the node needs to undo its work after a VM is gone (the VM as it was
+// defined, for the plugins' release calls) is kept under
+// <dataDir>/node/vms/, so a VM deleted while the agent was down is still
+// cleaned up when it comes back.
+#pragma once
+
+#include "api/types.h"
+#include "common/metrics.h"
+#include "common/plugin_host.h"
+#include "common/store/store.h"
+#include "node/libvirt.h"
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <set>
+#include <stop_token>
+#include <string>
+
+namespace vmhost::node {
+
+struct AgentOptions {
+  std::string nodeName;
+  std::string dataDir;  // local state under <dataDir>/node
+  std::map<std::string, std::string> labels;
+  std::chrono::seconds stopGracePeriod{30};  // ACPI shutdown, then a forced stop
+  std::chrono::seconds resync{10};
+  std::chrono::milliseconds domainPoll{1000};  // how often domain states are compared
+  double cpuAllocationRatio = 0;               // 0: the scheduler's default
+  double memoryAllocationRatio = 0;
+};
+
+class NodeAgent {
+ public:
+  // Everything passed by reference must outlive the agent.
+  NodeAgent(store::Store& store, Connection& libvirt, PluginInstance& storage,
+            PluginInstance& network, metrics::Registry& metrics, AgentOptions options);
+
+  // Creates or refreshes this node's Node object (capacity from libvirt).
+  Status registerNode();
+
+  // Runs until `stop` is requested.
+  void run(std::stop_token stop);
+
+  // Reconciles one VM now (tests and the loop use it). Returns the error
+  // that kept it from converging, if any.
+  Status reconcile(const std::string& ns, const std::string& name);
+
+  // Reconcile passes that ended with an error (for tests and metrics).
+  uint64_t failures() const { return failures_; }
+
+ private:
+  using VmKey = std::pair<std::string, std::string>;
+
+  Status ensureRunning(const api::VirtualMachine& vm, std::optional<Domain>& domain);
+  Status ensureStopped(const api::VirtualMachine& vm, std::optional<Domain>& domain);
+  Status cleanup(const VmKey& key, const std::string& expectedUid);
+  Status setPhase(const api::VirtualMachine& vm, const std::string& phase,
+                  const std::string& readyStatus, const std::string& reason,
+                  const std::string& message);
+  Result<DomainSpec> prepare(const api::VirtualMachine& vm,
+                             std::vector<api::InterfaceStatus>& macs);
+  Status releaseDevices(const api::VirtualMachine& vm);
+  std::string stateFile(const VmKey& key) const;
+  std::string consoleLog(const VmKey& key) const;
+  bool adopt();  // lists domains: queues the VMs of those this node owns
+  void pollDomains();
+
+  store::Store& store_;
+  Connection& libvirt_;
+  PluginInstance& storage_;
+  PluginInstance& network_;
+  AgentOptions options_;
+  metrics::Histogram* reconcileLatency_ = nullptr;
+  metrics::Counter* reconcileErrors_ = nullptr;
+
+  std::set<VmKey> queue_;
+  std::set<VmKey> mine_;  // VMs bound to this node, or with a domain here
+  std::map<VmKey, std::chrono::steady_clock::time_point> stopping_;  // ACPI shutdown sent at
+  std::map<std::string, DomainState> lastStates_;  // by domain name
+  std::atomic<uint64_t> failures_{0};
+};
+
+}  // namespace vmhost::node

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# A real QEMU guest (TCG) through the whole lifecycle: create, Running, the
+# guest's console proves it booted, stop, start again, delete; no QEMU
+# process, disk, console log or local state left behind.
+# usage: lifecycle_qemu_test.sh BUILD_DIR SOURCE_DIR
+BUILD=$1
+SRC=$2
+. "$SRC/tests/lib/harness.sh"
+. "$SRC/tests/e2e/lib_qemu.sh"
+EXTRA_CLEANUP='pkill -9 -f "qemu-system.*guest=default_e2e-" || true'
+
+write_qemu_config "$WORK/config.yaml" "$WORK/aio"
+start_aio aio "$WORK/config.yaml" e2e-node
+data="$WORK/aio"
+console="$data/node/console/default_e2e-vm.log"
+
+write_guest_vm "$WORK/vm.yaml" e2e-vm 128Mi "  disks:
+  - {name: scratch, bus: virtio}
+  volumes:
+  - name: scratch
+    empty: {size: 16Mi}"
+check "vmctl apply" vmctl aio apply -f "$WORK/vm.yaml"
+# The first start in a new embed root probes QEMU's capabilities (tens of seconds).
+check "the VM reaches Running" wait_phase aio e2e-vm Running 240
+check "the guest's console shows it booted" wait_for 90 grep -q "vmhost-guest: booted" "$console"
+grep "vmhost-guest: booted" "$console" | head -n 1
+check "one QEMU process runs it" test "$(qemu_pids default_e2e-vm | wc -l)" -eq 1
+check "its scratch disk exists" test -f "$data/pool/default/e2e-vm/scratch.img"
+
+check "vmctl stop" vmctl aio stop e2e-vm
+check "the VM reaches Stopped" wait_phase aio e2e-vm Stopped 90
+check "no QEMU process after stop" wait_for 20 test -z "$(qemu_pids default_e2e-vm)"
+check "the disk outlives a stop" test -f "$data/pool/default/e2e-vm/scratch.img"
+
+check "vmctl start" vmctl aio start e2e-vm
+check "the VM runs again" wait_phase aio e2e-vm Running 120
+check "the guest booted a second time" wait_for 90 sh -c "[ \$(grep -c 'vmhost-guest: booted' '$console') -ge 2 ]"
+
+check "vmctl delete" vmctl aio delete e2e-vm
+check "no QEMU process after delete" wait_for 60 test -z "$(qemu_pids default_e2e-vm)"
+check "the disk is released" wait_for 30 test ! -e "$data/pool/default/e2e-vm/scratch.img"
+check "the console log is removed" wait_for 30 test ! -e "$console"
+check "no local state is left" wait_for 30 test -z "$(ls -A "$data/node/vms")"
+finish

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The VM lifecycle through the real binaries on libvirt's test driver:
+# kubectl with the seed's manifest verbatim, vmctl apply/stop/start/wait/
+# delete, scheduling by node name, and rejected input leaving nothing behind.
+# usage: lifecycle_test.sh BUILD_DIR SOURCE_DIR
+BUILD=$1
+SRC=$2
+. "$SRC/tests/lib/harness.sh"
+
+seed="$SRC/tests/fixtures/seed-vm.yaml"
+if [ -f "$SRC/../shared/seed-vm.yaml" ]; then
+  check "the fixture is the seed manifest, byte for byte" cmp -s "$seed" "$SRC/../shared/seed-vm.yaml"
+fi
+
+start_aio master "$SRC/deploy/all-in-one-test.yaml" master
+start_aio other "$SRC/deploy/all-in-one-test.yaml" other
+
+# The seed demo: runs on a node named master, stays Pending elsewhere.
+check "kubectl create -f seed-vm.yaml (master)" kctl master create -f "$seed"
+check "seed VM reaches Running on master" wait_phase master testvm Running 30
+check "seed VM is bound to master" test "$(kctl master get vms.kubevirt.io testvm -o jsonpath='{.status.nodeName}')" = master
+check "kubectl create -f seed-vm.yaml (other)" kctl other create -f "$seed"
+check "seed VM stays Pending on other" wait_phase other testvm Pending 30
+msg=$(kctl other get virtualmachine testvm -o jsonpath='{.status.conditions[?(@.type=="Scheduled")].message}')
+check "Unschedulable reason: '$msg'" test "$msg" = "0/1 nodes: 1 node selector mismatch"
+reason=$(kctl other get virtualmachine testvm -o jsonpath='{.status.conditions[?(@.type=="Scheduled")].reason}')
+check "condition reason is Unschedulable" test "$reason" = Unschedulable
+
+# vmctl: apply, stop, start, wait, delete.
+cat >"$WORK/vm1.yaml" <<YAML
+apiVersion: vmhost.io/v1
+kind: VirtualMachine
+metadata:
+  name: vm1
+spec:
+  runStrategy: Halted
+  cpu: {cores: 1}
+  memory: 64Mi
+YAML
+check "vmctl apply (Halted)" vmctl master apply -f "$WORK/vm1.yaml"
+check "a Halted VM is Stopped" wait_phase master vm1 Stopped 20
+check "vmctl start" vmctl master start vm1
+check "started VM reaches Running" wait_phase master vm1 Running 20
+check "vmctl get lists it" sh -c "HOME=$WORK $VMCTL_BIN --server $API_master get | grep -q '^vm1 .*Running .*master'"
+check "vmctl stop" vmctl master stop vm1
+check "stopped VM reaches Stopped" wait_phase master vm1 Stopped 30
+check "vmctl start again" vmctl master start vm1
+check "VM runs again" wait_phase master vm1 Running 20
+check "vmctl delete" vmctl master delete vm1
+check "VM is gone" wait_for 10 sh -c "! HOME=$WORK $VMCTL_BIN --server $API_master get vm vm1 >/dev/null 2>&1"
+
+# Bad input: a clear error, nothing stored.
+cat >"$WORK/bad.yaml" <<YAML
+apiVersion: vmhost.io/v1
+kind: VirtualMachine
+metadata:
+  name: bad
+spec:
+  memory: -64Mi
+YAML
+out=$(vmctl master apply -f "$WORK/bad.yaml" 2>&1) && fail "negative memory accepted" || pass "negative memory refused"
+check "the error names the field: $out" sh -c "echo '$out' | grep -q 'spec.memory'"
+check "nothing was stored" sh -c "! HOME=$WORK $VMCTL_BIN --server $API_master get vm bad >/dev/null 2>&1"
+
+finish
