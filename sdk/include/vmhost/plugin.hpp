@@ -89,7 +89,7 @@ namespace detail {
 // reads bytes from outside itself: never trust them.
 inline capnp::ReaderOptions requestReaderOptions() {
   capnp::ReaderOptions options;
-  options.traversalLimitInWords = 64u * 1024 * 1024 / sizeof(capnp::word);  // 64 MiB
+  options.traversalLimitInWords = size_t{64} * 1024 * 1024 / sizeof(capnp::word);  // 64 MiB
   options.nestingLimit = 64;
   return options;
 }
@@ -253,14 +253,42 @@ class MigrationPlugin : public PluginBase {
 
 namespace detail {
 
+// The length of the valid UTF-8 sequence starting at s[i] (0 if invalid).
+inline size_t utf8SequenceLength(std::string_view s, size_t i) {
+  auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = byte(i);
+  size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+  if (len == 0 || i + len > s.size()) return 0;
+  for (size_t k = 1; k < len; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+  }
+  return len;
+}
+
+// Fills the host's error struct. The message is truncated to fit at a
+// character boundary and invalid UTF-8 (plugins quote raw input) becomes
+// '?', so the host always gets valid, NUL-terminated UTF-8.
 inline int32_t fail(vmhost_error* err, int32_t code, std::string_view message,
                     bool retryable = false) {
   if (err != nullptr) {
     err->code = code;
     err->retryable = retryable ? 1 : 0;
-    size_t n = std::min(message.size(), sizeof(err->message) - 1);
-    std::memcpy(err->message, message.data(), n);
-    err->message[n] = '\0';
+    size_t out = 0;
+    const size_t cap = sizeof(err->message) - 1;
+    for (size_t i = 0; i < message.size();) {
+      size_t len = utf8SequenceLength(message, i);
+      if (len == 0) {
+        if (out + 1 > cap) break;
+        err->message[out++] = '?';
+        ++i;
+        continue;
+      }
+      if (out + len > cap) break;
+      std::memcpy(err->message + out, message.data() + i, len);
+      out += len;
+      i += len;
+    }
+    err->message[out] = '\0';
   }
   return code;
 }
@@ -273,6 +301,15 @@ int32_t contain(vmhost_error* err, Fn&& fn) noexcept {
   } catch (const Error& e) {
     return fail(err, e.code(), e.what(), e.retryable());
   } catch (const kj::Exception& e) {
+    // Cap'n Proto reads lazily: a field of the wrong pointer kind surfaces
+    // only when the method reads it, from capnp's layout code. That is bad
+    // input, not a plugin fault.
+    std::string_view file = e.getFile() != nullptr ? e.getFile() : "";
+    if (file.find("capnp/layout") != std::string_view::npos ||
+        file.find("capnp/arena") != std::string_view::npos) {
+      return fail(err, VMHOST_ERR_INVALID_ARGUMENT,
+                  std::string("malformed request: ") + e.getDescription().cStr());
+    }
     return fail(err, VMHOST_ERR_INTERNAL, e.getDescription().cStr(),
                 e.getType() == kj::Exception::Type::OVERLOADED ||
                     e.getType() == kj::Exception::Type::DISCONNECTED);
