@@ -39,7 +39,10 @@ struct Reply {
 };
 
 Reply jsonReply(unsigned code, const Json& j) {
-  return Reply{code, j.dump(), "application/json", {}};
+  // Names from the URL may carry invalid UTF-8 into messages; replace it
+  // rather than fail the reply.
+  return Reply{
+      code, j.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json", {}};
 }
 
 Json statusObject(unsigned code, const std::string& reason, const std::string& message,
