@@ -776,3 +776,67 @@ BOOST_AUTO_TEST_CASE(metrics_exposition) {
              std::string::npos);
   BOOST_TEST(m.body.find("vmhost_virtual_machines{phase=\"Pending\"}") != std::string::npos);
 }
+
+BOOST_AUTO_TEST_CASE(paging_selectors_dry_run_and_finalizers) {
+  auto& env = Env::get();
+  const std::string coll = "/apis/vmhost.io/v1/namespaces/paging/virtualmachines";
+  for (int i = 0; i < 5; ++i) {
+    auto r = env.http("POST", coll, "application/yaml",
+                      "apiVersion: vmhost.io/v1\nkind: VirtualMachine\nmetadata:\n  name: page-" +
+                          std::to_string(i) + "\nspec:\n  memory: 64Mi\n");
+    BOOST_TEST(r.code == 201);
+  }
+  // limit/continue: pages of two, every item once, in name order.
+  std::vector<std::string> names;
+  std::string cont;
+  for (int page = 0; page < 10; ++page) {
+    auto r = env.http("GET", coll + "?limit=2" + (cont.empty() ? "" : "&continue=" + cont));
+    BOOST_TEST_REQUIRE(r.code == 200);
+    Json list = Json::parse(r.body);
+    BOOST_TEST(list["kind"] == "VirtualMachineList");
+    BOOST_TEST(list["items"].size() <= 2u);
+    for (const auto& item : list["items"]) names.push_back(item["metadata"]["name"]);
+    if (!list["metadata"].contains("continue")) break;
+    cont = list["metadata"]["continue"];
+  }
+  BOOST_TEST(names == (std::vector<std::string>{"page-0", "page-1", "page-2", "page-3", "page-4"}),
+             boost::test_tools::per_element());
+  auto chunked = env.kc("get virtualmachines -n paging --chunk-size=2 -o name");
+  BOOST_TEST(countOf(chunked.out, "virtualmachine.vmhost.io/page-") == 5);
+
+  // Field selectors.
+  BOOST_TEST(env.http("PATCH", coll + "/page-3/status", "application/merge-patch+json",
+                      R"({"status":{"phase":"Running","nodeName":"master"}})")
+                 .code == 200);
+  auto running =
+      env.kc("get virtualmachines -n paging --field-selector status.phase=Running -o name");
+  BOOST_TEST(running.out == "virtualmachine.vmhost.io/page-3\n");
+  auto badField = env.kc("get virtualmachines -n paging --field-selector spec.memory=1Gi");
+  BOOST_TEST(badField.exit != 0);
+  BOOST_TEST(badField.err.find("field label not supported: spec.memory") != std::string::npos);
+
+  // Server-side dry run: the answer, no write.
+  int64_t before = env.revision();
+  auto dry = env.kc("create --dry-run=server -o name -f " +
+                    env.write("dry.yaml", vmManifest("dry-vm")).string());
+  BOOST_TEST(dry.exit == 0);
+  BOOST_TEST(dry.out == "virtualmachine.vmhost.io/dry-vm\n");
+  BOOST_TEST(env.revision() == before);
+  BOOST_TEST(env.store->get(api::virtualMachineKey("default", "dry-vm")).error().code ==
+             VMHOST_ERR_NOT_FOUND);
+
+  // Finalizers hold a delete until they are removed.
+  auto fin = env.http("POST", coll, "application/yaml",
+                      "apiVersion: vmhost.io/v1\nkind: VirtualMachine\nmetadata:\n  name: held\n"
+                      "  finalizers: [vmhost.io/node-cleanup]\nspec:\n  memory: 64Mi\n");
+  BOOST_TEST(fin.code == 201);
+  auto del = env.kc("delete virtualmachine held -n paging --wait=false");
+  BOOST_TEST(del.exit == 0);
+  Json held = Json::parse(env.http("GET", coll + "/held").body);
+  BOOST_TEST(held["metadata"].contains("deletionTimestamp"));
+  BOOST_TEST(held["metadata"]["generation"] == 2);
+  auto release = env.kc(
+      "patch virtualmachine held -n paging --type=merge -p '{\"metadata\":{\"finalizers\":null}}'");
+  BOOST_TEST(release.exit == 0);
+  BOOST_TEST(env.http("GET", coll + "/held").code == 404);
+}
