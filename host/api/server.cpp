@@ -1253,12 +1253,9 @@ class ApiService final : public kj::HttpService {
         "Response latency distribution in seconds by verb, group, version, resource and "
         "subresource (watches excluded).",
         {"verb", "group", "version", "resource", "subresource"});
-    auto vms = metrics.gauge("vmhost_virtual_machines",
-                             "Virtual machines in the store by status.phase (computed at scrape).",
-                             {"phase"});
+
     requests_ = requests ? *requests : nullptr;
     latency_ = latency ? *latency : nullptr;
-    vmsByPhase_ = vms ? *vms : nullptr;
     metrics_ = &metrics;
   }
 
@@ -1581,31 +1578,8 @@ class ApiService final : public kj::HttpService {
   }
 
   Reply metricsReply() {
-    if (vmsByPhase_) {
-      // Recomputed from the store at each scrape, so it is right whoever
-      // changed the phases.
-      std::map<std::string, int> counts;
-      for (const char* p : kPhases) counts[p] = 0;
-      store::ListOptions opts;
-      opts.limit = 1000;
-      for (int page = 0; page < 10000; ++page) {
-        auto res = store_.list(kVirtualMachinesResource, "", opts);
-        if (!res) break;
-        for (const auto& o : res->items) {
-          Json j = Json::parse(o.value, nullptr, false);
-          std::string phase;
-          if (j.is_object() && j.contains("status") && j["status"].is_object() &&
-              j["status"].contains("phase") && j["status"]["phase"].is_string()) {
-            phase = j["status"]["phase"];
-          }
-          counts[phase.empty() ? "Unknown" : phase]++;
-        }
-        if (!res->next) break;
-        opts.after = res->next;
-      }
-      vmsByPhase_->clear();
-      for (const auto& [p, n] : counts) vmsByPhase_->set({p}, n);
-    }
+    // VMs by phase are the scheduling controller's gauge (it holds them in
+    // memory); the API server only exposes the shared registry.
     return Reply{200, metrics_->render(), metrics::Registry::kContentType, {}};
   }
 
@@ -1773,7 +1747,6 @@ class ApiService final : public kj::HttpService {
   metrics::Registry* metrics_ = nullptr;
   metrics::Counter* requests_ = nullptr;
   metrics::Histogram* latency_ = nullptr;
-  metrics::Gauge* vmsByPhase_ = nullptr;
 };
 
 }  // namespace

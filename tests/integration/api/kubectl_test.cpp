@@ -774,7 +774,6 @@ BOOST_AUTO_TEST_CASE(metrics_exposition) {
              std::string::npos);
   BOOST_TEST(m.body.find("apiserver_request_duration_seconds_bucket{verb=\"GET\"") !=
              std::string::npos);
-  BOOST_TEST(m.body.find("vmhost_virtual_machines{phase=\"Pending\"}") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(paging_selectors_dry_run_and_finalizers) {
