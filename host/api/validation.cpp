@@ -1,6 +1,7 @@
 #include "api/validation.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace vmhost::api {
 
@@ -243,19 +244,26 @@ bool Decoder::integer(const Json& obj, std::string_view key, const std::string& 
   auto it = obj.find(std::string(key));
   if (it == obj.end() || it->is_null()) return false;
   std::string p = childPath(path, key);
+  // nlohmann counts unsigned numbers as integers too: check them first.
+  if (it->is_number_unsigned()) {
+    uint64_t u = it->get<uint64_t>();
+    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      // Above int64: reject rather than wrap around.
+      errors.push_back(invalid(p, *it, "must be at most 9223372036854775807"));
+      return false;
+    }
+    out = static_cast<int64_t>(u);
+    return true;
+  }
   if (it->is_number_integer()) {
     out = it->get<int64_t>();
     return true;
   }
-  if (it->is_number_unsigned()) {
-    // Above int64: reject rather than wrap around.
-    errors.push_back(invalid(p, *it, "must be at most 9223372036854775807"));
-    return false;
-  }
   // 2.0 is an integer in JSON Schema; 2.5 is not.
   if (it->is_number_float()) {
     double d = it->get<double>();
-    if (d == static_cast<double>(static_cast<int64_t>(d))) {
+    // Range first: converting an out-of-range double to int64 is undefined.
+    if (d >= -9.2e18 && d <= 9.2e18 && d == static_cast<double>(static_cast<int64_t>(d))) {
       out = static_cast<int64_t>(d);
       return true;
     }

@@ -279,6 +279,154 @@ BOOST_AUTO_TEST_CASE(field_errors_have_exact_paths) {
   }
 }
 
+// The rest of the rules, one table row each: a JSON Patch-like edit of the
+// valid manifest and the exact error it must produce.
+BOOST_AUTO_TEST_CASE(every_rule_has_its_field_path) {
+  struct Row {
+    const char* pointer;
+    const char* value;  // JSON; "!" removes the field
+    const char* error;
+  };
+  const Row rows[] = {
+      {"/spec/boot/kernel", "!", "spec.boot.kernel: Required value"},
+      {"/spec/boot/initrd", R"("initrd.img")",
+       "spec.boot.initrd: Invalid value: \"initrd.img\": must be an absolute path"},
+      {"/spec/cpu/cores", "600", "spec.cpu.cores: Invalid value: 600: must be between 1 and 512"},
+      {"/spec/cpu/cores", "2.5",
+       "spec.cpu.cores: Invalid value: \"number\": spec.cpu.cores in body must be of type "
+       "integer: \"number\""},
+      {"/spec/cpu/cores", "18446744073709551615",
+       "spec.cpu.cores: Invalid value: 18446744073709551615: must be at most "
+       "9223372036854775807"},
+      {"/spec/cpu/cores", "1e300",
+       "spec.cpu.cores: Invalid value: \"number\": spec.cpu.cores in body must be of type "
+       "integer: \"number\""},
+      {"/spec/cpu/cores", "4.0", nullptr},  // integral numbers are integers
+      {"/spec/memory", "512", "spec.memory: Invalid value: \"512\": must be at least 1Mi"},
+      {"/spec/memory", "true",
+       "spec.memory: Invalid value: \"boolean\": spec.memory in body must be of type string: "
+       "\"boolean\""},
+      {"/spec/disks/0/bootOrder", "0",
+       "spec.disks[0].bootOrder: Invalid value: 0: must be greater than zero"},
+      {"/spec/disks/1/name", R"("root")", "spec.disks[1].name: Duplicate value: \"root\""},
+      {"/spec/disks/0/readOnly", R"("yes")",
+       "spec.disks[0].readOnly: Invalid value: \"string\": spec.disks[0].readOnly in body must "
+       "be of type boolean: \"string\""},
+      {"/spec/disks", R"({"name":"x"})",
+       "spec.disks: Invalid value: \"object\": spec.disks in body must be of type array: "
+       "\"object\""},
+      {"/spec/volumes/2", R"({"name":"root","hostPath":{"path":"/x"}})",
+       "spec.volumes[2].name: Duplicate value: \"root\""},
+      {"/spec/volumes/2", R"({"name":"Data","hostPath":{"path":"/x"}})",
+       "spec.volumes[2].name: Invalid value: \"Data\": a lowercase RFC 1123 label must consist "
+       "of lower case alphanumeric characters or '-', and must start and end with an "
+       "alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+       "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"},
+      {"/spec/volumes/0/ephemeral/image", R"({"path":"/a","url":"http://b"})",
+       "spec.volumes[0].ephemeral.image: Invalid value: null: exactly one of path and url must "
+       "be set"},
+      {"/spec/volumes/0/ephemeral/image", R"({"path":"a.qcow2"})",
+       "spec.volumes[0].ephemeral.image.path: Invalid value: \"a.qcow2\": must be an absolute "
+       "path"},
+      {"/spec/volumes/0/ephemeral/image", R"({"url":"ftp://host/a.qcow2"})",
+       "spec.volumes[0].ephemeral.image.url: Unsupported value: \"ftp\": supported values: "
+       "\"http\", \"https\", \"file\""},
+      {"/spec/volumes/1/persistent/claimName", "!",
+       "spec.volumes[1].persistent.claimName: Required value"},
+      {"/spec/volumes/1/persistent/size", "!",
+       "spec.volumes[1].persistent.size: Required value: size or image is required"},
+      {"/spec/volumes/1/persistent/size", R"("-1Gi")",
+       "spec.volumes[1].persistent.size: Invalid value: \"-1Gi\": must be greater than zero"},
+      {"/spec/volumes/1", R"({"name":"data","empty":{}})",
+       "spec.volumes[1].empty.size: Required value"},
+      {"/spec/volumes/1", R"({"name":"data","empty":{"size":"0"}})",
+       "spec.volumes[1].empty.size: Invalid value: \"0\": must be greater than zero"},
+      {"/spec/volumes/1", R"({"name":"data","hostPath":{"path":"disk.img"}})",
+       "spec.volumes[1].hostPath.path: Invalid value: \"disk.img\": must be an absolute path"},
+      {"/spec/volumes/1", R"({"name":"data","hostPath":{}})",
+       "spec.volumes[1].hostPath.path: Required value"},
+      {"/spec/volumes/1", R"({"name":"data"})",
+       "spec.volumes[1]: Invalid value: \"data\": exactly one of empty, hostPath, ephemeral and "
+       "persistent must be set"},
+      {"/spec/interfaces/0/name", "!", "spec.interfaces[0].name: Required value"},
+      {"/spec/interfaces/1/user", "1",
+       "spec.interfaces[1].user: Invalid value: \"integer\": spec.interfaces[1].user in body "
+       "must be of type object: \"integer\""},
+      {"/spec/graphics", R"({"type":"rdp"})",
+       "spec.graphics.type: Unsupported value: \"rdp\": supported values: \"spice\", \"vnc\""},
+      {"/spec/video", R"({"model":"s3"})",
+       "spec.video.model: Unsupported value: \"s3\": supported values: \"virtio\", \"qxl\", "
+       "\"vga\", \"cirrus\", \"bochs\""},
+      {"/spec/video", R"({"model":"qxl","heads":9})",
+       "spec.video.heads: Invalid value: 9: must be between 1 and 4"},
+      {"/spec/nodeSelector/zone", R"("bad value!")",
+       "spec.nodeSelector[zone]: Invalid value: \"bad value!\": a valid label must be an empty "
+       "string or consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+       "with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used "
+       "for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"},
+      {"/spec/nodeSelector/zone", "3",
+       "spec.nodeSelector[zone]: Invalid value: \"integer\": spec.nodeSelector[zone] in body "
+       "must be of type string: \"integer\""},
+      {"/metadata/name", "!", "metadata.name: Required value: name or generateName is required"},
+      {"/metadata/namespace", R"("Prod")",
+       "metadata.namespace: Invalid value: \"Prod\": a lowercase RFC 1123 label must consist of "
+       "lower case alphanumeric characters or '-', and must start and end with an alphanumeric "
+       "character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+       "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"},
+      {"/metadata/labels/app", R"("")", nullptr},  // an empty label value is valid
+      {"/metadata/finalizers", R"(["bad finalizer"])",
+       "metadata.finalizers[0]: Invalid value: \"bad finalizer\": name part must consist of "
+       "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
+       "character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+       "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"},
+      {"/metadata/annotations/a", R"(7)",
+       "metadata.annotations[a]: Invalid value: \"integer\": metadata.annotations[a] in body "
+       "must be of type string: \"integer\""},
+      {"/status/nodeName", R"("Node_1")",
+       "status.nodeName: Invalid value: \"Node_1\": a lowercase RFC 1123 subdomain must consist "
+       "of lower case alphanumeric characters, '-' or '.', and must start and end with an "
+       "alphanumeric character (e.g. 'example.com', regex used for validation is "
+       "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"},
+      {"/status/conditions",
+       R"([{"type":"Ready","status":"True"},{"type":"Ready","status":"False"}])",
+       "status.conditions[1].type: Duplicate value: \"Ready\""},
+      {"/status/conditions", R"([{"status":"True"}])", "status.conditions[0].type: Required value"},
+      {"/spec", "null", "spec: Required value"},
+  };
+  for (const auto& r : rows) {
+    Json j = vmJson();
+    Json::json_pointer ptr(r.pointer);
+    if (std::string(r.value) == "!") {
+      j[ptr.parent_pointer()].erase(ptr.back());
+    } else {
+      j[ptr] = Json::parse(r.value);
+    }
+    auto errs = errorsOf(j);
+    if (r.error == nullptr) {
+      BOOST_TEST(errs.empty(), r.pointer);
+      continue;
+    }
+    BOOST_TEST_REQUIRE(errs.size() == 1u, r.pointer << " = " << r.value << ": " << errs.size()
+                                                    << " errors"
+                                                    << (errs.empty() ? "" : ", first: " + errs[0]));
+    BOOST_TEST(errs[0] == r.error, r.pointer << " = " << r.value << ": " << errs[0]);
+  }
+
+  // Annotations: at most 256 KiB in all.
+  Json big = vmJson();
+  big["metadata"]["annotations"]["a"] = std::string(300 * 1024, 'x');
+  BOOST_TEST(only(errorsOf(big)) ==
+             "metadata.annotations: Too long: must have at most 262144 bytes");
+
+  // A Node may not have a namespace.
+  Node n;
+  n.metadata.name = "n1";
+  n.metadata.ns = "default";
+  auto nodeErrs = validateNode(n);
+  BOOST_TEST_REQUIRE(nodeErrs.size() == 1u);
+  BOOST_TEST(nodeErrs[0].toString() == "metadata.namespace: Forbidden: not allowed on this type");
+}
+
 BOOST_AUTO_TEST_CASE(unknown_fields_follow_field_validation) {
   Json j = vmJson();
   j["spec"]["foo"] = 1;
