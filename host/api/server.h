@@ -4,6 +4,7 @@
 // Served:
 //   /version /healthz /livez /readyz /metrics
 //   /api /api/v1 /apis /apis/<group> /apis/<group>/<version>       discovery
+//   /api/v1/namespaces[/<name>]      read-only: "default" and every namespace with a VM
 //   /openapi/v2 /openapi/v3 /openapi/v3/apis/<group>/<version>       schemas
 //   /apis/vmhost.io/v1/namespaces/<ns>/virtualmachines[/<name>[/status]]
 //   /apis/vmhost.io/v1/nodes[/<name>[/status]]                       cluster-scoped
@@ -16,7 +17,11 @@
 // delete (finalizers honoured), and the status subresource. Table output
 // for `kubectl get`; fieldValidation=Strict|Warn|Ignore; dryRun=All.
 // Errors are metav1.Status objects with Kubernetes' codes and reasons; a
-// rejected request writes nothing to the store.
+// rejected request writes nothing to the store. Bodies may be JSON or YAML
+// (application/yaml, for vmctl), at most ServerOptions::maxBodyBytes.
+// /metrics renders the shared registry: apiserver_request_total and
+// apiserver_request_duration_seconds come from here, the rest from the
+// components that share the registry.
 //
 // The store is the only state: whatever the API writes, reconcilers see
 // through Store::watch() on the same store (objects.h has the codec).
