@@ -10,7 +10,9 @@
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -99,6 +101,13 @@ class PluginInstance {
 
   const PluginInfo& info() const { return library_->info(); }
 
+  // Called after every call() with the method, the status code (VMHOST_OK
+  // or the error's) and the call's duration, e.g. to feed a latency
+  // histogram. Set it before the instance is shared between threads.
+  using CallObserver = std::function<void(const PluginInfo&, uint32_t method, int32_t code,
+                                          double seconds)>;
+  void setObserver(CallObserver observer) { observer_ = std::move(observer); }
+
   // Calls `method` with `request`, expecting a response of type T. Any
   // failure of the plugin (an error, an exception it contained, a
   // malformed or oversized response) is an Error for this call only.
@@ -124,6 +133,7 @@ class PluginInstance {
   bool threadSafe_;
   std::mutex mutex_;  // serializes calls unless the plugin is VMHOST_CAP_THREAD_SAFE
   vmhost_host_callbacks callbacks_;  // lent to the plugin until destroy
+  CallObserver observer_;
 };
 
 // The decoded response buffer of one call (defined here so that call<T> can
@@ -143,16 +153,24 @@ struct PluginInstance::Raw {
 
 template <typename T>
 Result<Reply<T>> PluginInstance::call(uint32_t method, kj::ArrayPtr<const capnp::word> request) {
-  auto raw = invokeRaw(method, request);
-  if (!raw.ok()) return raw.error();
-  std::shared_ptr<Raw> owned = std::move(raw.value());
-  try {
-    auto root = owned->reader.template getRoot<T>();
-    (void)root.totalSize();  // validates every pointer within the limits
-    return Reply<T>(std::move(owned), root);
-  } catch (const kj::Exception& e) {
-    return malformed(e.getDescription().cStr(), method);
+  auto started = std::chrono::steady_clock::now();
+  auto decoded = [&]() -> Result<Reply<T>> {
+    auto raw = invokeRaw(method, request);
+    if (!raw.ok()) return raw.error();
+    std::shared_ptr<Raw> owned = std::move(raw.value());
+    try {
+      auto root = owned->reader.template getRoot<T>();
+      (void)root.totalSize();  // validates every pointer within the limits
+      return Reply<T>(std::move(owned), root);
+    } catch (const kj::Exception& e) {
+      return malformed(e.getDescription().cStr(), method);
+    }
+  }();
+  if (observer_) {
+    observer_(info(), method, decoded.ok() ? VMHOST_OK : decoded.error().code,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   }
+  return decoded;
 }
 
 }  // namespace vmhost

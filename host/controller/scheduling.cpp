@@ -48,6 +48,9 @@ SchedulingController::SchedulingController(store::Store& store, PluginInstance& 
       h.ok()) {
     latency_ = h.value();
   }
+  if (auto g = metrics.gauge("vmhost_virtual_machines", "VirtualMachines by phase", {"phase"}); g.ok()) {
+    phases_ = g.value();
+  }
   if (auto c = metrics.counter("vmhost_scheduling_attempts_total",
                                "Scheduling attempts by result", {"result"});
       c.ok()) {
@@ -93,7 +96,20 @@ bool SchedulingController::resync() {
   return true;
 }
 
+void SchedulingController::updatePhaseGauge() {
+  if (phases_ == nullptr || !phasesDirty_) return;
+  std::map<std::string, double> counts;
+  for (const char* phase : api::kPhases) counts[phase] = 0;
+  for (const auto& [key, entry] : vms_) {
+    counts[entry.vm.status.phase.empty() ? "Pending" : entry.vm.status.phase] += 1;
+  }
+  phases_->clear();
+  for (const auto& [phase, n] : counts) phases_->set({phase}, n);
+  phasesDirty_ = false;
+}
+
 void SchedulingController::applyVm(const store::WatchEvent& event) {
+  phasesDirty_ = true;
   const auto& object = *event.object;
   VmKey key{object.key.ns, object.key.name};
   // Take the old contribution out of the node's allocation.
@@ -362,6 +378,7 @@ void SchedulingController::run(std::stop_token stop) {
         for (const auto& [key, message] : unschedulable_) queue_.insert(key);
         lastRetry = Clock::now();
       }
+      updatePhaseGauge();
       auto halted = std::move(halted_);
       halted_.clear();
       for (const auto& key : halted) markHalted(key);

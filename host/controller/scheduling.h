@@ -14,6 +14,7 @@
 #include "common/plugin_host.h"
 #include "common/store/store.h"
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <set>
@@ -43,7 +44,7 @@ class SchedulingController {
   void run(std::stop_token stop);
 
   // The number of VMs placed since construction (for tests and metrics).
-  uint64_t placements() const { return placements_; }
+  uint64_t placements() const { return placements_.load(); }
 
  private:
   struct VmEntry {
@@ -66,6 +67,9 @@ class SchedulingController {
   SchedulingOptions options_;
   metrics::Histogram* latency_ = nullptr;
   metrics::Counter* attempts_ = nullptr;
+  metrics::Gauge* phases_ = nullptr;
+  bool phasesDirty_ = true;
+  void updatePhaseGauge();
 
   std::map<VmKey, VmEntry> vms_;
   std::map<std::string, api::Node> nodes_;
@@ -81,7 +85,7 @@ class SchedulingController {
   std::set<VmKey> halted_;  // never-placed VMs with runStrategy Halted: phase Stopped
   int64_t vmRevision_ = 0;
   int64_t nodeRevision_ = 0;
-  uint64_t placements_ = 0;
+  std::atomic<uint64_t> placements_{0};
 };
 
 }  // namespace vmhost::controller

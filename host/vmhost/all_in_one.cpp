@@ -124,6 +124,19 @@ int allInOne(const std::vector<std::string>& args) {
     return 1;
   }
 
+  if (auto h = registry.histogram("vmhost_plugin_call_duration_seconds",
+                                  "Plugin calls through the ABI, by plugin, method and status",
+                                  {"kind", "plugin", "method", "code"});
+      h.ok()) {
+    metrics::Histogram* histogram = h.value();
+    for (auto kind : kAllKinds) {
+      plugins.value().get(kind).setObserver(
+          [histogram](const PluginInfo& info, uint32_t method, int32_t code, double seconds) {
+            histogram->observe({kindName(info.kind), info.name, std::to_string(method), statusName(code)},
+                               seconds);
+          });
+    }
+  }
   controller::SchedulingController scheduling(*store.value(), plugins.value().get(VMHOST_KIND_SCHEDULER),
                                               registry);
   node::AgentOptions agentOptions;
