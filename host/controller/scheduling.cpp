@@ -260,7 +260,9 @@ void SchedulingController::scheduleOne(const VmKey& key) {
       unschedulable_[key] = msg;
       (void)api::updateVirtualMachineStatus(store_, key.first, key.second, [&](api::VirtualMachineStatus& s) {
         if (!s.nodeName.empty()) return false;
-        s.phase = "Pending";
+        // Scheduling: being placed, but the scheduler failed this attempt
+        // (Pending means no node fits).
+        s.phase = "Scheduling";
         return setCondition(s.conditions, "Scheduled", "False", "SchedulerError", msg) || true;
       });
     }

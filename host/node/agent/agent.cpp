@@ -327,8 +327,14 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
     // Stopped: does the run strategy want it back?
     bool guestShutdown = s == DomainState::kShutOff && state.value().reason == VIR_DOMAIN_SHUTOFF_SHUTDOWN;
     bool wasRunning = vm.status.phase == "Running";
+    bool crashed = s == DomainState::kCrashed ||
+                   (s == DomainState::kShutOff && state.value().reason == VIR_DOMAIN_SHUTOFF_CRASHED);
     if (vm.spec.runStrategy == "Manual" && wasRunning) {
+      if (crashed) return setPhase(vm, "Failed", "False", "GuestCrashed", "the guest crashed; runStrategy Manual leaves it stopped");
       return setPhase(vm, "Stopped", "False", "GuestStopped", "the guest stopped; runStrategy Manual leaves it stopped");
+    }
+    if (vm.spec.runStrategy == "Manual" && (vm.status.phase == "Stopped" || vm.status.phase == "Failed")) {
+      return Ok{};
     }
     if (vm.spec.runStrategy == "RerunOnFailure" && guestShutdown && wasRunning) {
       return setPhase(vm, "Succeeded", "False", "GuestShutdown", "the guest shut down cleanly");
@@ -351,8 +357,11 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
   }
   auto defined = libvirt_.define(spec.value());
   if (!defined.ok()) {
-    (void)setPhase(vm, vm.status.phase.empty() ? "Scheduled" : vm.status.phase, "False", "DefineFailed",
-                   defined.error().message);
+    // A definition libvirt refuses as invalid will not get better by
+    // retrying: Failed until the spec changes. Anything else is retried.
+    bool permanent = defined.error().code == VMHOST_ERR_INVALID_ARGUMENT;
+    (void)setPhase(vm, permanent ? "Failed" : (vm.status.phase.empty() ? "Scheduled" : vm.status.phase),
+                   "False", "DefineFailed", defined.error().message);
     return defined.error();
   }
   if (auto s = defined.value().start(); !s.ok()) {
