@@ -42,6 +42,18 @@ check "a Halted VM is Stopped" wait_phase master vm1 Stopped 20
 check "vmctl start" vmctl master start vm1
 check "started VM reaches Running" wait_phase master vm1 Running 20
 check "vmctl get lists it" sh -c "HOME=$WORK $VMCTL_BIN --server $API_master get | grep -q '^vm1 .*Running .*master'"
+check "vmctl get -o yaml shows the phase" sh -c "HOME=$WORK $VMCTL_BIN --server $API_master get vm vm1 -o yaml | grep -q '^  phase: Running$'"
+check "vmctl get -o json shows the node" sh -c "HOME=$WORK $VMCTL_BIN --server $API_master get vm vm1 -o json | grep -q '\"nodeName\": \"master\"'"
+mkdir -p "$WORK/cfg"
+printf 'server: %s\nnamespace: default\n' "$API_master" >"$WORK/cfg/vmctl.yaml"
+check "vmctl reads its server from --config" sh -c "$VMCTL_BIN --config $WORK/cfg/vmctl.yaml get vm vm1 | grep -q Running"
+printf 'sever: x\n' >"$WORK/cfg/bad.yaml"
+check "vmctl names an unknown config key" sh -c "$VMCTL_BIN --config $WORK/cfg/bad.yaml get 2>&1 | grep -q \"unknown key 'sever'\""
+metrics=$(curl -fsS "$API_master/metrics")
+check "/metrics: VMs by phase" sh -c "echo '$metrics' | grep -q '^vmhost_virtual_machines{phase=\"Running\"} 2$'"
+check "/metrics: plugin call latency by plugin" sh -c "echo '$metrics' | grep -q '^vmhost_plugin_call_duration_seconds_count{kind=\"scheduler\",plugin=\"default\",method=\"1\",code=\"OK\"}'"
+check "/metrics: reconcile latency" sh -c "echo '$metrics' | grep -q '^vmhost_node_reconcile_duration_seconds_count{node=\"master\"}'"
+check "/metrics: API requests by verb and code" sh -c "echo '$metrics' | grep -q '^apiserver_request_total{.*code=\"201\"'"
 check "vmctl stop" vmctl master stop vm1
 check "stopped VM reaches Stopped" wait_phase master vm1 Stopped 30
 check "vmctl start again" vmctl master start vm1
