@@ -21,6 +21,8 @@ runtime_pkgs=(
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
   busybox-static cpio xz-utils zstd
   iproute2 dnsmasq-base procps psmisc
+  # the VM lifecycle benchmark (tests/bench/lifecycle, standard library only)
+  python3
 )
 
 # libvirt's QEMU driver (libvirtd and qemu:///embed alike) resolves its
