@@ -77,6 +77,8 @@ bool SchedulingController::resync() {
   }
   vms_.clear();
   nodes_.clear();
+  phaseCounts_.clear();
+  allocated_.clear();
   for (const auto& object : nodes.value().items) {
     auto node = api::decodeStoredNode(object);
     if (node.ok()) nodes_[node.value().metadata.name] = std::move(node.value());
@@ -98,13 +100,10 @@ bool SchedulingController::resync() {
 
 void SchedulingController::updatePhaseGauge() {
   if (phases_ == nullptr || !phasesDirty_) return;
-  std::map<std::string, double> counts;
-  for (const char* phase : api::kPhases) counts[phase] = 0;
-  for (const auto& [key, entry] : vms_) {
-    counts[entry.vm.status.phase.empty() ? "Pending" : entry.vm.status.phase] += 1;
+  for (const char* phase : api::kPhases) {
+    auto it = phaseCounts_.find(phase);
+    phases_->set({phase}, it == phaseCounts_.end() ? 0.0 : static_cast<double>(it->second));
   }
-  phases_->clear();
-  for (const auto& [phase, n] : counts) phases_->set({phase}, n);
   phasesDirty_ = false;
 }
 
@@ -112,6 +111,11 @@ void SchedulingController::applyVm(const store::WatchEvent& event) {
   phasesDirty_ = true;
   const auto& object = *event.object;
   VmKey key{object.key.ns, object.key.name};
+  // Phase counts are kept per event (O(1)), not recounted over every VM.
+  auto phaseOf = [](const api::VirtualMachine& vm) {
+    return vm.status.phase.empty() ? std::string("Pending") : vm.status.phase;
+  };
+  if (auto it = vms_.find(key); it != vms_.end()) --phaseCounts_[phaseOf(it->second.vm)];
   // Take the old contribution out of the node's allocation.
   if (auto it = vms_.find(key); it != vms_.end() && holdsResources(it->second.vm)) {
     auto& a = allocated_[it->second.vm.status.nodeName];
@@ -136,6 +140,7 @@ void SchedulingController::applyVm(const store::WatchEvent& event) {
   entry.cpuMillis = vm.value().spec.cpu.cores * 1000;
   entry.memoryBytes = vm.value().spec.memory.value();
   entry.vm = std::move(vm.value());
+  ++phaseCounts_[phaseOf(entry.vm)];
   if (holdsResources(entry.vm)) {
     auto& a = allocated_[entry.vm.status.nodeName];
     a.first += entry.cpuMillis;

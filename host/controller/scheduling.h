@@ -69,6 +69,7 @@ class SchedulingController {
   metrics::Counter* attempts_ = nullptr;
   metrics::Gauge* phases_ = nullptr;
   bool phasesDirty_ = true;
+  std::map<std::string, int64_t> phaseCounts_;  // VMs by phase, kept per event
   void updatePhaseGauge();
 
   std::map<VmKey, VmEntry> vms_;
