@@ -25,20 +25,28 @@ check "the VM reaches Running" wait_phase aio e2e-vm Running 240
 check "the guest's console shows it booted" wait_for 90 grep -q "vmhost-guest: booted" "$console"
 grep "vmhost-guest: booted" "$console" | head -n 1
 check "one QEMU process runs it" test "$(qemu_pids default_e2e-vm | wc -l)" -eq 1
-check "its scratch disk exists" test -f "$data/pool/default/e2e-vm/scratch.img"
+disk_files() { find "$data/pool" -type f -name 'scratch*' 2>/dev/null; }
+check "its scratch disk exists in the pool" test -n "$(disk_files)"
+# qemu:///embed keeps persistent definitions in <root>/etc/qemu/<domain>.xml.
+check "the domain is defined" test -f "$data/libvirt/etc/qemu/default_e2e-vm.xml"
 
 check "vmctl stop" vmctl aio stop e2e-vm
 check "the VM reaches Stopped" wait_phase aio e2e-vm Stopped 90
-check "no QEMU process after stop" wait_for 20 test -z "$(qemu_pids default_e2e-vm)"
-check "the disk outlives a stop" test -f "$data/pool/default/e2e-vm/scratch.img"
+# wait_for re-runs its command: the conditions are functions, evaluated at every poll.
+no_qemu() { [ -z "$(qemu_pids default_e2e-vm)" ]; }
+no_disk() { [ -z "$(disk_files)" ]; }
+no_state() { [ -z "$(ls -A "$data/node/vms")" ]; }
+check "no QEMU process after stop" wait_for 20 no_qemu
+check "the disk outlives a stop" test -n "$(disk_files)"
 
 check "vmctl start" vmctl aio start e2e-vm
 check "the VM runs again" wait_phase aio e2e-vm Running 120
 check "the guest booted a second time" wait_for 90 sh -c "[ \$(grep -c 'vmhost-guest: booted' '$console') -ge 2 ]"
 
 check "vmctl delete" vmctl aio delete e2e-vm
-check "no QEMU process after delete" wait_for 60 test -z "$(qemu_pids default_e2e-vm)"
-check "the disk is released" wait_for 30 test ! -e "$data/pool/default/e2e-vm/scratch.img"
+check "no QEMU process after delete" wait_for 60 no_qemu
+check "the disk is released" wait_for 30 no_disk
 check "the console log is removed" wait_for 30 test ! -e "$console"
-check "no local state is left" wait_for 30 test -z "$(ls -A "$data/node/vms")"
+check "no local state is left" wait_for 30 no_state
+check "the domain is undefined" test ! -e "$data/libvirt/etc/qemu/default_e2e-vm.xml"
 finish
