@@ -1,0 +1,60 @@
+// The qcow2 volume store behind the `local` and `shared-dir` storage plugins.
+//
+// Layout under the root directory (the pool, or the shared directory):
+//   vms/<ns>/<vm>/<volume>.qcow2             empty disks (kept on stop)
+//   vms/<ns>/<vm>/<volume>.ephemeral.qcow2   overlays on a base image (gone on release)
+//   persistent/<ns>/<claim>.qcow2            named disks (claimName, or "<vm>-<volume>")
+//   images/<sha256 of the URL>               base images fetched from a URL, once
+// No path contains the node's name, so a root every node mounts at the same
+// path (shared-dir) gives every node the same volumes.
+//
+// Why qemu-img and not libvirt's storage-pool API: the plugin then needs no
+// libvirt connection (plugins see only the C ABI and their config; the host
+// owns the connection), a `dir` pool would have to be defined, started and
+// refreshed on every node (and refreshed again on every node whenever another
+// node of a shared directory adds a volume), and libvirt's volume API does
+// nothing here that `qemu-img create/convert/resize` does not: it runs
+// qemu-img itself for qcow2 volumes. qemu-img runs via posix_spawnp with an
+// argument vector (no shell), its stderr captured for messages, its wait
+// bounded.
+//
+// Error codes: base image missing NOT_FOUND; URL unreachable UNAVAILABLE
+// (retryable); checksum mismatch DATA_LOSS (the bytes are not the bytes the
+// spec names: not a malformed request, not retryable); pool full
+// RESOURCE_EXHAUSTED; permission denied PERMISSION_DENIED; bad request
+// INVALID_ARGUMENT; qemu-img absent FAILED_PRECONDITION. Every message names
+// the volume and the cause.
+#pragma once
+
+#include <vmhost/plugin.hpp>
+
+#include <mutex>
+#include <set>
+#include <string>
+
+namespace vmhost::storage {
+
+class VolumeStore {
+ public:
+  // `root`: absolute directory; `shared`: every node sees the same root.
+  VolumeStore(std::string root, bool shared);
+
+  void prepare(schema::VolumeRequest::Reader request, schema::VolumeAttachment::Builder out);
+  void release(schema::VolumeRelease::Reader request, schema::VolumeReleased::Builder out);
+
+ private:
+  struct Base {
+    std::string path;
+    std::string format;  // "qcow2" or "raw"
+  };
+  Base resolveImage(const std::string& volume, schema::Image::Reader image);
+  std::string fetch(const std::string& volume, const std::string& url, const std::string& sha256);
+  void verify(const std::string& volume, const std::string& path, const std::string& sha256);
+
+  std::string root_;
+  bool shared_;
+  std::mutex mutex_;                // guards verified_
+  std::set<std::string> verified_;  // memoKey()s of files this instance has checked
+};
+
+}  // namespace vmhost::storage

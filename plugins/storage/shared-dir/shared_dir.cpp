@@ -1,0 +1,57 @@
+// storage plugin `shared-dir`: the volume types of `local` in a directory
+// every node mounts at the same path (NFS, CephFS, ...), so a VM's disks are
+// reachable from any node and need no copy for live migration. Volume paths
+// never contain the node's name: a volume prepared on node A is found, not
+// recreated, when node B prepares the same request. Creation is a link() of
+// a finished temp file, so two nodes racing on one volume end with one file.
+//
+// qemu-img, not libvirt's storage-pool API: see plugins/storage/local and
+// plugins/storage/common/volume_store.h; with a shared directory a libvirt
+// pool on each node would also need refreshing whenever another node adds a
+// volume.
+#include "config.capnp.h"
+#include "volume_store.h"
+
+#include <vmhost/plugin.hpp>
+#include <vmhost/plugin_config.hpp>
+
+#include <optional>
+#include <string>
+
+namespace {
+
+using vmhost::sdk::Error;
+namespace schema = vmhost::schema;
+
+class SharedDirStorage final : public vmhost::sdk::StoragePlugin {
+ public:
+  explicit SharedDirStorage(vmhost::sdk::PluginContext& ctx) {
+    capnp::MallocMessageBuilder message;
+    auto config = vmhost::sdk::decodeConfig<SharedDirConfig>(ctx, message);
+    std::string path = config.getPath().cStr();
+    if (path.empty() || path[0] != '/') {
+      throw Error(VMHOST_ERR_INVALID_ARGUMENT,
+                  "config.path: must be an absolute path, got '" + path + "'");
+    }
+    store_.emplace(path, /*shared=*/true);
+  }
+
+  void prepare(schema::VolumeRequest::Reader request,
+               schema::VolumeAttachment::Builder out) override {
+    store_->prepare(request, out);
+  }
+
+  void release(schema::VolumeRelease::Reader request,
+               schema::VolumeReleased::Builder out) override {
+    store_->release(request, out);
+  }
+
+ private:
+  std::optional<vmhost::storage::VolumeStore> store_;
+};
+
+}  // namespace
+
+VMHOST_PLUGIN(SharedDirStorage, "shared-dir", "0.1.0",
+              "Volumes as qcow2 files in a directory every node mounts at the same path",
+              VMHOST_CAP_STORAGE_SHARED | VMHOST_CAP_STORAGE_RESIZE)
