@@ -66,7 +66,8 @@ const Kind kNode{"Node", "/apis/vmhost.io/v1", "nodes", false, "node.vmhost.io"}
 const Kind kSeedVm{"VM", "/apis/kubevirt.io/v1alpha1", "vms", true, "vm.kubevirt.io"};
 
 std::optional<Kind> kindForType(const std::string& t) {
-  if (t == "vm" || t == "vms" || t == "virtualmachine" || t == "virtualmachines") return kVirtualMachine;
+  if (t == "vm" || t == "vms" || t == "virtualmachine" || t == "virtualmachines")
+    return kVirtualMachine;
   if (t == "node" || t == "nodes" || t == "no") return kNode;
   return std::nullopt;
 }
@@ -101,8 +102,8 @@ std::string str(simdjson::dom::element e, const char* pointer, const std::string
   simdjson::dom::element doc;
   if (parser.parse(r.body).get(doc) == simdjson::SUCCESS && str(doc, "/kind") == "Status") {
     std::string reason = str(doc, "/reason");
-    std::fprintf(stderr, "Error from server%s: %s\n", reason.empty() ? "" : (" (" + reason + ")").c_str(),
-                 str(doc, "/message").c_str());
+    std::fprintf(stderr, "Error from server%s: %s\n",
+                 reason.empty() ? "" : (" (" + reason + ")").c_str(), str(doc, "/message").c_str());
   } else {
     std::fprintf(stderr, "Error from server: HTTP %ld: %.300s\n", r.status, r.body.c_str());
   }
@@ -149,8 +150,12 @@ void emitYaml(YAML::Emitter& out, simdjson::dom::element e) {
       out << s;
       break;
     }
-    case simdjson::dom::element_type::NULL_VALUE: out << YAML::Null; break;
-    default: out << simdjson::to_string(e); break;
+    case simdjson::dom::element_type::NULL_VALUE:
+      out << YAML::Null;
+      break;
+    default:
+      out << simdjson::to_string(e);
+      break;
   }
 }
 
@@ -202,7 +207,8 @@ void emitJson(std::string& out, simdjson::dom::element e, int depth) {
 
 std::string age(const std::string& timestamp) {
   std::tm tm{};
-  if (timestamp.empty() || strptime(timestamp.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr) return "<unknown>";
+  if (timestamp.empty() || strptime(timestamp.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr)
+    return "<unknown>";
   long s = static_cast<long>(std::difftime(std::time(nullptr), timegm(&tm)));
   if (s < 0) s = 0;
   if (s < 120) return std::to_string(s) + "s";
@@ -243,7 +249,8 @@ std::vector<std::string> rowFor(const Kind& k, simdjson::dom::element item, bool
     }
     auto unschedulable = item.at_pointer("/spec/unschedulable");
     bool cordoned = false;
-    if (unschedulable.error() != simdjson::SUCCESS || unschedulable.get(cordoned) != simdjson::SUCCESS) {
+    if (unschedulable.error() != simdjson::SUCCESS ||
+        unschedulable.get(cordoned) != simdjson::SUCCESS) {
       cordoned = false;
     }
     row.push_back(ready + (cordoned ? ",SchedulingDisabled" : ""));
@@ -260,8 +267,10 @@ std::vector<std::string> rowFor(const Kind& k, simdjson::dom::element item, bool
 int apply(HttpClient& http, const Options& o, const std::vector<std::string>& args) {
   std::string file;
   for (size_t i = 0; i < args.size(); ++i) {
-    if ((args[i] == "-f" || args[i] == "--filename") && i + 1 < args.size()) file = args[++i];
-    else die("apply: unexpected argument '" + args[i] + "'");
+    if ((args[i] == "-f" || args[i] == "--filename") && i + 1 < args.size())
+      file = args[++i];
+    else
+      die("apply: unexpected argument '" + args[i] + "'");
   }
   if (file.empty()) die("apply: -f FILE is required");
   std::string text;
@@ -299,7 +308,8 @@ int apply(HttpClient& http, const Options& o, const std::vector<std::string>& ar
           str(e, "/apiVersion") + "' '" + str(e, "/kind") + "'");
     }
     std::string name = str(e, "/metadata/name");
-    if (name.empty()) die(file + ": document " + std::to_string(index) + ": metadata.name is required");
+    if (name.empty())
+      die(file + ": document " + std::to_string(index) + ": metadata.name is required");
     std::string ns = str(e, "/metadata/namespace", o.ns);
     std::string base = collection(*k, ns);
     auto existing = call(http, "GET", base + "/" + name);
@@ -328,16 +338,22 @@ struct Target {
 };
 
 // [TYPE] [NAME] plus flags; TYPE defaults to vm.
-Target parseTarget(const std::string& cmd, const std::vector<std::string>& args, bool typeOptional) {
+Target parseTarget(const std::string& cmd, const std::vector<std::string>& args,
+                   bool typeOptional) {
   Target t{kVirtualMachine, "", "", false, "", 120};
   std::vector<std::string> positional;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if (a == "-o" && i + 1 < args.size()) t.output = args[++i];
-    else if (a.rfind("-o", 0) == 0 && a.size() > 2) t.output = a.substr(a[2] == '=' ? 3 : 2);
-    else if (a.rfind("--output=", 0) == 0) t.output = a.substr(9);
-    else if (a == "-A" || a == "--all-namespaces") t.allNamespaces = true;
-    else if (a.rfind("--for=", 0) == 0) t.waitFor = a.substr(6);
+    if (a == "-o" && i + 1 < args.size())
+      t.output = args[++i];
+    else if (a.rfind("-o", 0) == 0 && a.size() > 2)
+      t.output = a.substr(a[2] == '=' ? 3 : 2);
+    else if (a.rfind("--output=", 0) == 0)
+      t.output = a.substr(9);
+    else if (a == "-A" || a == "--all-namespaces")
+      t.allNamespaces = true;
+    else if (a.rfind("--for=", 0) == 0)
+      t.waitFor = a.substr(6);
     else if (a.rfind("--timeout=", 0) == 0) {
       std::string v = a.substr(10);
       if (!v.empty() && v.back() == 's') v.pop_back();
@@ -346,8 +362,10 @@ Target parseTarget(const std::string& cmd, const std::vector<std::string>& args,
       } catch (...) {
         die(cmd + ": --timeout: expected seconds like 120s, got '" + a.substr(10) + "'");
       }
-    } else if (!a.empty() && a[0] == '-') die(cmd + ": unknown flag '" + a + "'");
-    else positional.push_back(a);
+    } else if (!a.empty() && a[0] == '-')
+      die(cmd + ": unknown flag '" + a + "'");
+    else
+      positional.push_back(a);
   }
   if (!positional.empty()) {
     if (auto k = kindForType(positional[0])) {
@@ -359,7 +377,8 @@ Target parseTarget(const std::string& cmd, const std::vector<std::string>& args,
   }
   if (positional.size() > 1) die(cmd + ": too many arguments");
   if (!positional.empty()) t.name = positional[0];
-  if (!t.output.empty() && t.output != "json" && t.output != "yaml" && t.output != "wide" && t.output != "name") {
+  if (!t.output.empty() && t.output != "json" && t.output != "yaml" && t.output != "wide" &&
+      t.output != "name") {
     die(cmd + ": -o: expected json, yaml, wide or name, got '" + t.output + "'");
   }
   return t;
@@ -398,19 +417,24 @@ int get(HttpClient& http, const Options& o, const std::vector<std::string>& args
     items.push_back(doc);
   }
   if (t.output == "name") {
-    for (auto item : items) std::printf("%s/%s\n", t.kind.display, str(item, "/metadata/name").c_str());
+    for (auto item : items)
+      std::printf("%s/%s\n", t.kind.display, str(item, "/metadata/name").c_str());
     return 0;
   }
   if (items.empty()) {
-    std::fprintf(stderr, "No resources found%s.\n",
-                 t.kind.namespaced && !t.allNamespaces ? (" in " + o.ns + " namespace").c_str() : "");
+    std::fprintf(
+        stderr, "No resources found%s.\n",
+        t.kind.namespaced && !t.allNamespaces ? (" in " + o.ns + " namespace").c_str() : "");
     return 0;
   }
   std::vector<std::vector<std::string>> rows;
   bool all = t.allNamespaces && t.kind.namespaced;
-  if (std::string(t.kind.resource) == "nodes") rows.push_back({"NAME", "STATUS", "AGE"});
-  else if (all) rows.push_back({"NAMESPACE", "NAME", "PHASE", "NODE", "AGE"});
-  else rows.push_back({"NAME", "PHASE", "NODE", "AGE"});
+  if (std::string(t.kind.resource) == "nodes")
+    rows.push_back({"NAME", "STATUS", "AGE"});
+  else if (all)
+    rows.push_back({"NAMESPACE", "NAME", "PHASE", "NODE", "AGE"});
+  else
+    rows.push_back({"NAME", "PHASE", "NODE", "AGE"});
   for (auto item : items) rows.push_back(rowFor(t.kind, item, all));
   printTable(rows);
   return 0;
@@ -433,7 +457,8 @@ int describe(HttpClient& http, const Options& o, const std::vector<std::string>&
   auto l = doc.at_pointer("/metadata/labels");
   if (l.error() == simdjson::SUCCESS && l.is_object()) {
     for (auto f : l.get_object()) {
-      labels += (labels.empty() ? "" : ",") + std::string(f.key) + "=" + std::string(std::string_view(f.value));
+      labels += (labels.empty() ? "" : ",") + std::string(f.key) + "=" +
+                std::string(std::string_view(f.value));
     }
   }
   line("Labels:", labels);
@@ -455,7 +480,8 @@ int describe(HttpClient& http, const Options& o, const std::vector<std::string>&
   if (conds.error() == simdjson::SUCCESS && conds.is_array() && conds.get_array().size() > 0) {
     std::vector<std::vector<std::string>> rows{{"  TYPE", "STATUS", "REASON", "MESSAGE"}};
     for (auto c : conds.get_array()) {
-      rows.push_back({"  " + str(c, "/type"), str(c, "/status"), str(c, "/reason"), str(c, "/message")});
+      rows.push_back(
+          {"  " + str(c, "/type"), str(c, "/status"), str(c, "/reason"), str(c, "/message")});
     }
     printTable(rows);
   } else {
@@ -482,7 +508,8 @@ int remove(HttpClient& http, const Options& o, const std::vector<std::string>& a
 
 int setRunStrategy(HttpClient& http, const Options& o, const std::vector<std::string>& args,
                    const char* cmd, const char* strategy) {
-  if (args.size() != 1 || args[0].empty() || args[0][0] == '-') die(std::string(cmd) + ": usage: vmctl " + cmd + " NAME");
+  if (args.size() != 1 || args[0].empty() || args[0][0] == '-')
+    die(std::string(cmd) + ": usage: vmctl " + cmd + " NAME");
   std::string body = std::string(R"({"spec":{"runStrategy":")") + strategy + "\"}}";
   auto r = call(http, "PATCH", collection(kVirtualMachine, o.ns) + "/" + args[0], body,
                 "application/merge-patch+json");
@@ -507,7 +534,8 @@ int wait(HttpClient& http, const Options& o, const std::vector<std::string>& arg
       if (parser.parse(r.body).get(doc) == simdjson::SUCCESS) {
         last = str(doc, "/status/phase", "<none>");
         if (last == want) {
-          std::printf("%s/%s condition met (phase=%s)\n", t.kind.display, t.name.c_str(), want.c_str());
+          std::printf("%s/%s condition met (phase=%s)\n", t.kind.display, t.name.c_str(),
+                      want.c_str());
           return 0;
         }
       }
@@ -568,25 +596,36 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) die(std::string(flag) + " needs a value");
       return argv[++i];
     };
-    if (a == "--server" || a == "-s") o.server = value("--server");
-    else if (a.rfind("--server=", 0) == 0) o.server = a.substr(9);
-    else if (a == "--token") o.token = value("--token");
-    else if (a.rfind("--token=", 0) == 0) o.token = a.substr(8);
-    else if (a == "-n" || a == "--namespace") o.ns = value("--namespace");
-    else if (a.rfind("--namespace=", 0) == 0) o.ns = a.substr(12);
-    else if (a == "--config") o.configFile = value("--config");
-    else if (a.rfind("--config=", 0) == 0) o.configFile = a.substr(9);
+    if (a == "--server" || a == "-s")
+      o.server = value("--server");
+    else if (a.rfind("--server=", 0) == 0)
+      o.server = a.substr(9);
+    else if (a == "--token")
+      o.token = value("--token");
+    else if (a.rfind("--token=", 0) == 0)
+      o.token = a.substr(8);
+    else if (a == "-n" || a == "--namespace")
+      o.ns = value("--namespace");
+    else if (a.rfind("--namespace=", 0) == 0)
+      o.ns = a.substr(12);
+    else if (a == "--config")
+      o.configFile = value("--config");
+    else if (a.rfind("--config=", 0) == 0)
+      o.configFile = a.substr(9);
     else if (a == "-h" || a == "--help" || a == "help") {
       std::fputs(kUsage, stdout);
       return 0;
-    } else rest.push_back(a);
+    } else
+      rest.push_back(a);
   }
   if (rest.empty()) {
     std::fputs(kUsage, stderr);
     return 2;
   }
-  if (o.server.empty() && std::getenv("VMHOST_SERVER") != nullptr) o.server = std::getenv("VMHOST_SERVER");
-  if (o.token.empty() && std::getenv("VMHOST_TOKEN") != nullptr) o.token = std::getenv("VMHOST_TOKEN");
+  if (o.server.empty() && std::getenv("VMHOST_SERVER") != nullptr)
+    o.server = std::getenv("VMHOST_SERVER");
+  if (o.token.empty() && std::getenv("VMHOST_TOKEN") != nullptr)
+    o.token = std::getenv("VMHOST_TOKEN");
   loadConfigFile(o);
   if (o.server.empty()) o.server = "http://127.0.0.1:8080";
   if (o.ns.empty()) o.ns = "default";

@@ -1,8 +1,8 @@
 #include "config.h"
 #include "yaml_json.h"
 
-#include <boost/dll/runtime_symbol_info.hpp>
 #include <yaml-cpp/yaml.h>
+#include <boost/dll/runtime_symbol_info.hpp>
 
 #include <cerrno>
 #include <charconv>
@@ -33,8 +33,8 @@ std::string joinKeys(const std::vector<std::string>& keys) {
 }
 
 // Returns the first key of `map` not in `known`, if any.
-std::optional<std::pair<std::string, YAML::Mark>> unknownKey(const YAML::Node& map,
-                                                             const std::vector<std::string>& known) {
+std::optional<std::pair<std::string, YAML::Mark>> unknownKey(
+    const YAML::Node& map, const std::vector<std::string>& known) {
   for (const auto& kv : map) {
     std::string key = kv.first.Scalar();
     if (std::find(known.begin(), known.end(), key) == known.end()) {
@@ -59,11 +59,16 @@ std::string resolve(const std::string& file, const std::string& path) {
 
 std::string defaultPluginName(vmhost_plugin_kind kind) {
   switch (kind) {
-    case VMHOST_KIND_SCHEDULER: return "default";
-    case VMHOST_KIND_STORAGE: return "local";
-    case VMHOST_KIND_NETWORK: return "libvirt-network";
-    case VMHOST_KIND_MIGRATION: return "precopy";
-    default: return "";
+    case VMHOST_KIND_SCHEDULER:
+      return "default";
+    case VMHOST_KIND_STORAGE:
+      return "local";
+    case VMHOST_KIND_NETWORK:
+      return "libvirt-network";
+    case VMHOST_KIND_MIGRATION:
+      return "precopy";
+    default:
+      return "";
   }
 }
 
@@ -112,8 +117,10 @@ Result<HostConfig> loadConfigFile(const std::string& path) {
   if (!in) {
     int err = errno;
     std::error_code ec;
-    if (fs::is_directory(path, ec)) return configError(path, nullptr, "is a directory, not a config file");
-    return configError(path, nullptr, std::string("cannot open config file: ") + std::strerror(err));
+    if (fs::is_directory(path, ec))
+      return configError(path, nullptr, "is a directory, not a config file");
+    return configError(path, nullptr,
+                       std::string("cannot open config file: ") + std::strerror(err));
   }
   std::stringstream ss;
   ss << in.rdbuf();
@@ -135,10 +142,11 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
     return configError(file, &mark, "the config must be a mapping of keys to values");
   }
   static const std::vector<std::string> kTopKeys = {"pluginDir", "plugins", "dataDir", "listen",
-                                                    "nodeName", "libvirt", "node"};
+                                                    "nodeName",  "libvirt", "node"};
   if (auto bad = unknownKey(root, kTopKeys)) {
-    return configError(file, &bad->second,
-                       "unknown key '" + bad->first + "' (expected one of: " + joinKeys(kTopKeys) + ")");
+    return configError(
+        file, &bad->second,
+        "unknown key '" + bad->first + "' (expected one of: " + joinKeys(kTopKeys) + ")");
   }
   if (auto dir = root["pluginDir"]) {
     auto mark = dir.Mark();
@@ -171,8 +179,9 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
     static const std::regex kNodeName("[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?");
     auto mark = n.Mark();
     if (!std::regex_match(config.node.name, kNodeName)) {
-      return configError(file, &mark, "nodeName: '" + config.node.name +
-                                          "' is not a valid name (lower-case DNS-1123 subdomain)");
+      return configError(file, &mark,
+                         "nodeName: '" + config.node.name +
+                             "' is not a valid name (lower-case DNS-1123 subdomain)");
     }
   }
   if (auto lv = root["libvirt"]) {
@@ -180,8 +189,9 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
     if (!lv.IsMap()) return configError(file, &mark, "libvirt: must be a mapping with 'uri'");
     static const std::vector<std::string> kKeys = {"uri"};
     if (auto bad = unknownKey(lv, kKeys)) {
-      return configError(file, &bad->second, "libvirt: unknown key '" + bad->first +
-                                                 "' (expected one of: " + joinKeys(kKeys) + ")");
+      return configError(
+          file, &bad->second,
+          "libvirt: unknown key '" + bad->first + "' (expected one of: " + joinKeys(kKeys) + ")");
     }
     if (auto uri = lv["uri"]) {
       auto m = uri.Mark();
@@ -195,13 +205,15 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
     auto mark = nd.Mark();
     if (!nd.IsMap()) return configError(file, &mark, "node: must be a mapping");
     static const std::vector<std::string> kKeys = {
-        "labels", "stopGracePeriodSeconds", "heartbeatSeconds", "resyncSeconds",
-        "cpuAllocationRatio", "memoryAllocationRatio"};
+        "labels",        "stopGracePeriodSeconds", "heartbeatSeconds",
+        "resyncSeconds", "cpuAllocationRatio",     "memoryAllocationRatio"};
     if (auto bad = unknownKey(nd, kKeys)) {
-      return configError(file, &bad->second, "node: unknown key '" + bad->first +
-                                                 "' (expected one of: " + joinKeys(kKeys) + ")");
+      return configError(
+          file, &bad->second,
+          "node: unknown key '" + bad->first + "' (expected one of: " + joinKeys(kKeys) + ")");
     }
-    auto integer = [&](const char* key, int64_t& out, int64_t min, int64_t max) -> std::optional<Error> {
+    auto integer = [&](const char* key, int64_t& out, int64_t min,
+                       int64_t max) -> std::optional<Error> {
       auto n = nd[key];
       if (!n) return std::nullopt;
       auto m = n.Mark();
@@ -211,8 +223,9 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
         return configError(file, &m, std::string("node.") + key + ": expected an integer");
       }
       if (out < min || out > max) {
-        return configError(file, &m, std::string("node.") + key + ": must be in " +
-                                         std::to_string(min) + ".." + std::to_string(max));
+        return configError(file, &m,
+                           std::string("node.") + key + ": must be in " + std::to_string(min) +
+                               ".." + std::to_string(max));
       }
       return std::nullopt;
     };
@@ -230,14 +243,16 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
       }
       return std::nullopt;
     };
-    if (auto e = integer("stopGracePeriodSeconds", config.node.stopGracePeriodSeconds, 0, 3600)) return *e;
+    if (auto e = integer("stopGracePeriodSeconds", config.node.stopGracePeriodSeconds, 0, 3600))
+      return *e;
     if (auto e = integer("heartbeatSeconds", config.node.heartbeatSeconds, 1, 3600)) return *e;
     if (auto e = integer("resyncSeconds", config.node.resyncSeconds, 1, 3600)) return *e;
     if (auto e = ratio("cpuAllocationRatio", config.node.cpuAllocationRatio)) return *e;
     if (auto e = ratio("memoryAllocationRatio", config.node.memoryAllocationRatio)) return *e;
     if (auto labels = nd["labels"]) {
       auto m = labels.Mark();
-      if (!labels.IsMap()) return configError(file, &m, "node.labels: must be a mapping of strings");
+      if (!labels.IsMap())
+        return configError(file, &m, "node.labels: must be a mapping of strings");
       for (const auto& kv : labels) {
         if (!kv.second.IsScalar()) {
           auto vm = kv.second.Mark();
@@ -250,12 +265,13 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
   auto plugins = root["plugins"];
   if (plugins && !plugins.IsNull()) {
     auto mark = plugins.Mark();
-    if (!plugins.IsMap()) return configError(file, &mark, "plugins: must be a mapping of slot to plugin");
+    if (!plugins.IsMap())
+      return configError(file, &mark, "plugins: must be a mapping of slot to plugin");
     static const std::vector<std::string> kSlots = {"scheduler", "storage", "network", "migration"};
     if (auto bad = unknownKey(plugins, kSlots)) {
-      return configError(file, &bad->second,
-                         "plugins: unknown slot '" + bad->first + "' (expected one of: " +
-                             joinKeys(kSlots) + ")");
+      return configError(
+          file, &bad->second,
+          "plugins: unknown slot '" + bad->first + "' (expected one of: " + joinKeys(kSlots) + ")");
     }
     for (const auto& kv : plugins) {
       std::string slotName = kv.first.Scalar();
@@ -263,26 +279,29 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
       const YAML::Node& node = kv.second;
       auto where = node.Mark();
       std::string ctx = "plugins." + slotName + ": ";
-      if (!node.IsMap()) return configError(file, &where, ctx + "must be a mapping with 'name' or 'path'");
+      if (!node.IsMap())
+        return configError(file, &where, ctx + "must be a mapping with 'name' or 'path'");
       static const std::vector<std::string> kSlotKeys = {"name", "path", "config"};
       if (auto bad = unknownKey(node, kSlotKeys)) {
         return configError(file, &bad->second,
-                           ctx + "unknown key '" + bad->first + "' (expected one of: " +
-                               joinKeys(kSlotKeys) + ")");
+                           ctx + "unknown key '" + bad->first +
+                               "' (expected one of: " + joinKeys(kSlotKeys) + ")");
       }
       PluginSlot slot;
       slot.kind = kind;
       slot.fromFile = true;
       auto name = node["name"];
       auto path = node["path"];
-      if (name && path) return configError(file, &where, ctx + "give either 'name' or 'path', not both");
+      if (name && path)
+        return configError(file, &where, ctx + "give either 'name' or 'path', not both");
       if (!name && !path) return configError(file, &where, ctx + "missing 'name' or 'path'");
       if (name) {
         auto m = name.Mark();
         static const std::regex kName("[a-z0-9][a-z0-9-]{0,62}");
         if (!name.IsScalar() || !std::regex_match(name.Scalar(), kName)) {
-          return configError(file, &m, ctx + "name: must match [a-z0-9][a-z0-9-]*, got '" +
-                                           (name.IsScalar() ? name.Scalar() : "<not a string>") + "'");
+          return configError(file, &m,
+                             ctx + "name: must match [a-z0-9][a-z0-9-]*, got '" +
+                                 (name.IsScalar() ? name.Scalar() : "<not a string>") + "'");
         }
         slot.name = name.Scalar();
       } else {
@@ -330,7 +349,8 @@ Result<Plugins> loadPlugins(const HostConfig& config) {
     }
     auto instance = PluginInstance::create(std::move(lib.value()), slot.configJson);
     if (!instance.ok()) {
-      return Error{instance.error().code, ctx + instance.error().message, instance.error().retryable};
+      return Error{instance.error().code, ctx + instance.error().message,
+                   instance.error().retryable};
     }
     out.instances[kind - 1] = std::move(instance.value());
   }

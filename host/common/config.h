@@ -36,11 +36,12 @@ struct PluginSlot {
 // The node agent's settings (`node:` section).
 struct NodeSettings {
   std::string name;  // `nodeName:`; default: the machine's hostname
-  std::map<std::string, std::string> labels;  // added to the Node (kubernetes.io/hostname is automatic)
+  std::map<std::string, std::string>
+      labels;                           // added to the Node (kubernetes.io/hostname is automatic)
   int64_t stopGracePeriodSeconds = 30;  // after an ACPI shutdown, how long before a forced stop
   int64_t heartbeatSeconds = 10;
-  int64_t resyncSeconds = 10;  // level-triggered: every VM is reconciled at least this often
-  double cpuAllocationRatio = 0;     // 0: the scheduler plugin's default
+  int64_t resyncSeconds = 10;     // level-triggered: every VM is reconciled at least this often
+  double cpuAllocationRatio = 0;  // 0: the scheduler plugin's default
   double memoryAllocationRatio = 0;
 };
 

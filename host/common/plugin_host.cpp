@@ -4,10 +4,10 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <system_error>
-#include <filesystem>
 
 namespace vmhost {
 namespace {
@@ -30,7 +30,10 @@ bool isElf(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   char magic[4] = {};
   in.read(magic, 4);
-  return in.gcount() == 4 && std::memcmp(magic, "\x7f" "ELF", 4) == 0;
+  return in.gcount() == 4 && std::memcmp(magic,
+                                         "\x7f"
+                                         "ELF",
+                                         4) == 0;
 }
 
 bool validName(const char* name) {
@@ -53,11 +56,16 @@ void hostLog(void* ctx, int32_t level, const char* message) {
 
 std::string kindName(int32_t kind) {
   switch (kind) {
-    case VMHOST_KIND_SCHEDULER: return "scheduler";
-    case VMHOST_KIND_STORAGE: return "storage";
-    case VMHOST_KIND_NETWORK: return "network";
-    case VMHOST_KIND_MIGRATION: return "migration";
-    default: return "invalid(" + std::to_string(kind) + ")";
+    case VMHOST_KIND_SCHEDULER:
+      return "scheduler";
+    case VMHOST_KIND_STORAGE:
+      return "storage";
+    case VMHOST_KIND_NETWORK:
+      return "network";
+    case VMHOST_KIND_MIGRATION:
+      return "migration";
+    default:
+      return "invalid(" + std::to_string(kind) + ")";
   }
 }
 
@@ -80,14 +88,21 @@ std::string capabilityNames(int32_t kind, uint64_t caps) {
   };
   add(VMHOST_CAP_THREAD_SAFE, "thread-safe");
   switch (kind) {
-    case VMHOST_KIND_SCHEDULER: add(VMHOST_CAP_SCHEDULER_NODE_CACHE, "node-cache"); break;
+    case VMHOST_KIND_SCHEDULER:
+      add(VMHOST_CAP_SCHEDULER_NODE_CACHE, "node-cache");
+      break;
     case VMHOST_KIND_STORAGE:
       add(VMHOST_CAP_STORAGE_SHARED, "shared");
       add(VMHOST_CAP_STORAGE_RESIZE, "resize");
       break;
-    case VMHOST_KIND_NETWORK: add(VMHOST_CAP_NETWORK_HOTPLUG, "hotplug"); break;
-    case VMHOST_KIND_MIGRATION: add(VMHOST_CAP_MIGRATION_POSTCOPY, "post-copy"); break;
-    default: break;
+    case VMHOST_KIND_NETWORK:
+      add(VMHOST_CAP_NETWORK_HOTPLUG, "hotplug");
+      break;
+    case VMHOST_KIND_MIGRATION:
+      add(VMHOST_CAP_MIGRATION_POSTCOPY, "post-copy");
+      break;
+    default:
+      break;
   }
   for (int bit = 0; bit < 64; ++bit) {
     if (caps & (1ull << bit)) {
@@ -102,7 +117,8 @@ Result<std::shared_ptr<const PluginLibrary>> PluginLibrary::open(const std::stri
                                                                  AbiRange host) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return loadError(path, "plugin file not found");
-  if (std::filesystem::is_directory(path, ec)) return loadError(path, "is a directory, not a plugin file");
+  if (std::filesystem::is_directory(path, ec))
+    return loadError(path, "is a directory, not a plugin file");
   if (!isElf(path)) return loadError(path, "not a shared object (no ELF header)");
 
   std::string canonical = std::filesystem::weakly_canonical(path, ec).string();
@@ -128,8 +144,8 @@ Result<std::shared_ptr<const PluginLibrary>> PluginLibrary::open(const std::stri
       return loadError(path, std::string("no entry symbol '") + VMHOST_PLUGIN_ENTRY_SYMBOL +
                                  "' (not a vmhost plugin)");
     }
-    auto entry = lib.get<const vmhost_plugin_descriptor*(vmhost_negotiation*)>(
-        VMHOST_PLUGIN_ENTRY_SYMBOL);
+    auto entry =
+        lib.get<const vmhost_plugin_descriptor*(vmhost_negotiation*)>(VMHOST_PLUGIN_ENTRY_SYMBOL);
     n.struct_size = sizeof(n);
     n.host_abi_min = host.min;
     n.host_abi_max = host.max;
@@ -211,8 +227,8 @@ Result<std::unique_ptr<PluginInstance>> PluginInstance::create(
     std::string msg = err.message[0] != '\0' ? err.message : "(no message)";
     if (rc == VMHOST_OK) msg = "create returned OK without an instance";
     return Error{static_cast<vmhost_status>(code),
-                 "plugin '" + info.name + "' (" + kindName(info.kind) + "): create failed: " +
-                     statusName(code) + ": " + msg,
+                 "plugin '" + info.name + "' (" + kindName(info.kind) +
+                     "): create failed: " + statusName(code) + ": " + msg,
                  err.retryable != 0};
   }
   self->instance_ = instance;
@@ -251,10 +267,11 @@ Result<std::shared_ptr<PluginInstance::Raw>> PluginInstance::invokeRaw(
   if (rc != VMHOST_OK) {
     d.release_fn(instance_, &buffer);  // safe on a zeroed buffer; frees a stray one
     err.message[sizeof(err.message) - 1] = '\0';
-    int32_t code = rc >= VMHOST_ERR_CANCELLED && rc <= VMHOST_ERR_DATA_LOSS ? rc : VMHOST_ERR_UNKNOWN;
+    int32_t code =
+        rc >= VMHOST_ERR_CANCELLED && rc <= VMHOST_ERR_DATA_LOSS ? rc : VMHOST_ERR_UNKNOWN;
     return Error{static_cast<vmhost_status>(code),
-                 kindName(info().kind) + " plugin '" + info().name + "': " +
-                     (err.message[0] != '\0' ? err.message : "(no message)"),
+                 kindName(info().kind) + " plugin '" + info().name +
+                     "': " + (err.message[0] != '\0' ? err.message : "(no message)"),
                  err.retryable != 0};
   }
   auto refuse = [&](const std::string& why) {

@@ -67,8 +67,8 @@ class PluginLibrary {
 
 // Bounds on what the host accepts from a plugin.
 struct ResponseLimits {
-  size_t maxBytes = 64u << 20;                 // a larger response is refused
-  uint64_t traversalLimitWords = 16u << 20;    // 128 MiB of traversal
+  size_t maxBytes = 64u << 20;               // a larger response is refused
+  uint64_t traversalLimitWords = 16u << 20;  // 128 MiB of traversal
   int nestingLimit = 64;
 };
 
@@ -104,8 +104,8 @@ class PluginInstance {
   // Called after every call() with the method, the status code (VMHOST_OK
   // or the error's) and the call's duration, e.g. to feed a latency
   // histogram. Set it before the instance is shared between threads.
-  using CallObserver = std::function<void(const PluginInfo&, uint32_t method, int32_t code,
-                                          double seconds)>;
+  using CallObserver =
+      std::function<void(const PluginInfo&, uint32_t method, int32_t code, double seconds)>;
   void setObserver(CallObserver observer) { observer_ = std::move(observer); }
 
   // Calls `method` with `request`, expecting a response of type T. Any
@@ -131,7 +131,7 @@ class PluginInstance {
   vmhost_instance* instance_;  // owned; destroyed through the descriptor
   ResponseLimits limits_;
   bool threadSafe_;
-  std::mutex mutex_;  // serializes calls unless the plugin is VMHOST_CAP_THREAD_SAFE
+  std::mutex mutex_;                 // serializes calls unless the plugin is VMHOST_CAP_THREAD_SAFE
   vmhost_host_callbacks callbacks_;  // lent to the plugin until destroy
   CallObserver observer_;
 };

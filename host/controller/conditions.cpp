@@ -7,7 +7,8 @@
 namespace vmhost::controller {
 
 bool setCondition(std::vector<api::Condition>& conditions, const std::string& type,
-                  const std::string& status, const std::string& reason, const std::string& message) {
+                  const std::string& status, const std::string& reason,
+                  const std::string& message) {
   for (auto& c : conditions) {
     if (c.type != type) continue;
     if (c.status == status && c.reason == reason && c.message == message) return false;

@@ -48,11 +48,12 @@ SchedulingController::SchedulingController(store::Store& store, PluginInstance& 
       h.ok()) {
     latency_ = h.value();
   }
-  if (auto g = metrics.gauge("vmhost_virtual_machines", "VirtualMachines by phase", {"phase"}); g.ok()) {
+  if (auto g = metrics.gauge("vmhost_virtual_machines", "VirtualMachines by phase", {"phase"});
+      g.ok()) {
     phases_ = g.value();
   }
-  if (auto c = metrics.counter("vmhost_scheduling_attempts_total",
-                               "Scheduling attempts by result", {"result"});
+  if (auto c = metrics.counter("vmhost_scheduling_attempts_total", "Scheduling attempts by result",
+                               {"result"});
       c.ok()) {
     attempts_ = c.value();
   }
@@ -180,7 +181,8 @@ void SchedulingController::applyNode(const store::WatchEvent& event) {
 void SchedulingController::markHalted(const VmKey& key) {
   auto r = api::updateVirtualMachineStatus(store_, key.first, key.second,
                                            [](api::VirtualMachineStatus& s) {
-                                             if (!s.nodeName.empty() || s.phase == "Stopped") return false;
+                                             if (!s.nodeName.empty() || s.phase == "Stopped")
+                                               return false;
                                              s.phase = "Stopped";
                                              removeCondition(s.conditions, "Scheduled");
                                              return true;
@@ -236,10 +238,13 @@ void SchedulingController::scheduleOne(const VmKey& key) {
     }
     out.setSchedulable(!node.spec.unschedulable);
     out.setReady(nodeReady(node));
-    const auto& amounts = node.status.allocatable.cpu ? node.status.allocatable : node.status.capacity;
+    const auto& amounts =
+        node.status.allocatable.cpu ? node.status.allocatable : node.status.capacity;
     auto cap = out.initCapacity();
-    cap.setCpuMillis(amounts.cpu ? static_cast<uint64_t>(std::max<int64_t>(0, amounts.cpu->milliValue)) : 0);
-    cap.setMemoryBytes(amounts.memory ? static_cast<uint64_t>(std::max<int64_t>(0, amounts.memory->value())) : 0);
+    cap.setCpuMillis(
+        amounts.cpu ? static_cast<uint64_t>(std::max<int64_t>(0, amounts.cpu->milliValue)) : 0);
+    cap.setMemoryBytes(
+        amounts.memory ? static_cast<uint64_t>(std::max<int64_t>(0, amounts.memory->value())) : 0);
     auto used = allocated_[node.metadata.name];
     auto alloc = out.initAllocated();
     alloc.setCpuMillis(static_cast<uint64_t>(std::max<int64_t>(0, used.first)));
@@ -247,7 +252,8 @@ void SchedulingController::scheduleOne(const VmKey& key) {
     out.setCpuAllocationRatio(ratioAnnotation(node, kCpuAllocationRatioAnnotation));
     out.setMemoryAllocationRatio(ratioAnnotation(node, kMemoryAllocationRatioAnnotation));
   }
-  auto removed = request.initRemovedNodes(fullSync_ ? 0 : static_cast<unsigned>(removedNodes_.size()));
+  auto removed =
+      request.initRemovedNodes(fullSync_ ? 0 : static_cast<unsigned>(removedNodes_.size()));
   if (!fullSync_) {
     unsigned r = 0;
     for (const auto& name : removedNodes_) removed.set(r++, name);
@@ -263,13 +269,14 @@ void SchedulingController::scheduleOne(const VmKey& key) {
     std::string msg = reply.error().message;
     if (unschedulable_[key] != msg) {
       unschedulable_[key] = msg;
-      (void)api::updateVirtualMachineStatus(store_, key.first, key.second, [&](api::VirtualMachineStatus& s) {
-        if (!s.nodeName.empty()) return false;
-        // Scheduling: being placed, but the scheduler failed this attempt
-        // (Pending means no node fits).
-        s.phase = "Scheduling";
-        return setCondition(s.conditions, "Scheduled", "False", "SchedulerError", msg) || true;
-      });
+      (void)api::updateVirtualMachineStatus(
+          store_, key.first, key.second, [&](api::VirtualMachineStatus& s) {
+            if (!s.nodeName.empty()) return false;
+            // Scheduling: being placed, but the scheduler failed this attempt
+            // (Pending means no node fits).
+            s.phase = "Scheduling";
+            return setCondition(s.conditions, "Scheduled", "False", "SchedulerError", msg) || true;
+          });
     }
     return;
   }
@@ -319,15 +326,14 @@ void SchedulingController::scheduleOne(const VmKey& key) {
   if (latency_) latency_->observe({"unschedulable"}, seconds);
   if (unschedulable_.count(key) && unschedulable_[key] == msg) return;
   unschedulable_[key] = msg;
-  auto written = api::updateVirtualMachineStatus(store_, key.first, key.second,
-                                                 [&](api::VirtualMachineStatus& s) {
-                                                   if (!s.nodeName.empty()) return false;
-                                                   bool changed = s.phase != "Pending";
-                                                   s.phase = "Pending";
-                                                   changed |= setCondition(s.conditions, "Scheduled", "False",
-                                                                           "Unschedulable", msg);
-                                                   return changed;
-                                                 });
+  auto written = api::updateVirtualMachineStatus(
+      store_, key.first, key.second, [&](api::VirtualMachineStatus& s) {
+        if (!s.nodeName.empty()) return false;
+        bool changed = s.phase != "Pending";
+        s.phase = "Pending";
+        changed |= setCondition(s.conditions, "Scheduled", "False", "Unschedulable", msg);
+        return changed;
+      });
   if (!written.ok() && written.error().code != VMHOST_ERR_NOT_FOUND) {
     std::fprintf(stderr, "controller: vm %s/%s: %s\n", key.first.c_str(), key.second.c_str(),
                  written.error().message.c_str());
@@ -396,7 +402,8 @@ void SchedulingController::run(std::stop_token stop) {
         scheduleOne(key);
       }
       std::unique_lock<std::mutex> lock(mu);
-      cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return woken || stop.stop_requested(); });
+      cv.wait_for(lock, std::chrono::milliseconds(200),
+                  [&] { return woken || stop.stop_requested(); });
       woken = false;
     }
   }

@@ -23,7 +23,8 @@ namespace {
 namespace fs = std::filesystem;
 
 const char* kUsage =
-    "usage: vmhost all-in-one --config FILE [--listen ADDR:PORT] [--data-dir DIR] [--node-name NAME]\n";
+    "usage: vmhost all-in-one --config FILE [--listen ADDR:PORT] [--data-dir DIR] [--node-name "
+    "NAME]\n";
 
 std::string hostname() {
   char buf[256] = {};
@@ -54,10 +55,14 @@ int allInOne(const std::vector<std::string>& args) {
       return args[++i];
     };
     const std::string& a = args[i];
-    if (a == "--config") configFile = value("--config");
-    else if (a == "--listen") listen = value("--listen");
-    else if (a == "--data-dir") dataDir = value("--data-dir");
-    else if (a == "--node-name") nodeName = value("--node-name");
+    if (a == "--config")
+      configFile = value("--config");
+    else if (a == "--listen")
+      listen = value("--listen");
+    else if (a == "--data-dir")
+      dataDir = value("--data-dir");
+    else if (a == "--node-name")
+      nodeName = value("--node-name");
     else {
       std::fprintf(stderr, "vmhost all-in-one: unexpected argument '%s'\n%s", a.c_str(), kUsage);
       return 2;
@@ -130,15 +135,15 @@ int allInOne(const std::vector<std::string>& args) {
       h.ok()) {
     metrics::Histogram* histogram = h.value();
     for (auto kind : kAllKinds) {
-      plugins.value().get(kind).setObserver(
-          [histogram](const PluginInfo& info, uint32_t method, int32_t code, double seconds) {
-            histogram->observe({kindName(info.kind), info.name, std::to_string(method), statusName(code)},
-                               seconds);
-          });
+      plugins.value().get(kind).setObserver([histogram](const PluginInfo& info, uint32_t method,
+                                                        int32_t code, double seconds) {
+        histogram->observe(
+            {kindName(info.kind), info.name, std::to_string(method), statusName(code)}, seconds);
+      });
     }
   }
-  controller::SchedulingController scheduling(*store.value(), plugins.value().get(VMHOST_KIND_SCHEDULER),
-                                              registry);
+  controller::SchedulingController scheduling(*store.value(),
+                                              plugins.value().get(VMHOST_KIND_SCHEDULER), registry);
   node::AgentOptions agentOptions;
   agentOptions.nodeName = config.node.name;
   agentOptions.dataDir = config.dataDir;
@@ -155,9 +160,9 @@ int allInOne(const std::vector<std::string>& args) {
   }
 
   std::string host = config.listen.substr(0, config.listen.rfind(':'));
-  std::printf("vmhost all-in-one: API on http://%s:%u, node %s, libvirt %s, data in %s\n", host.c_str(),
-              static_cast<unsigned>(port.value()), config.node.name.c_str(), uri.c_str(),
-              config.dataDir.c_str());
+  std::printf("vmhost all-in-one: API on http://%s:%u, node %s, libvirt %s, data in %s\n",
+              host.c_str(), static_cast<unsigned>(port.value()), config.node.name.c_str(),
+              uri.c_str(), config.dataDir.c_str());
   std::fflush(stdout);
 
   {
@@ -165,7 +170,8 @@ int allInOne(const std::vector<std::string>& args) {
     std::jthread nodeThread([&](std::stop_token stop) { agent.run(stop); });
     int sig = 0;
     sigwait(&signals, &sig);
-    std::printf("vmhost all-in-one: %s, stopping (VMs keep running)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    std::printf("vmhost all-in-one: %s, stopping (VMs keep running)\n",
+                sig == SIGINT ? "SIGINT" : "SIGTERM");
     std::fflush(stdout);
     controllerThread.request_stop();
     nodeThread.request_stop();

@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "plugins") {
-    if (!rest.empty() && rest[0] == "list") return vmhost::cli::pluginsList({rest.begin() + 1, rest.end()});
+    if (!rest.empty() && rest[0] == "list")
+      return vmhost::cli::pluginsList({rest.begin() + 1, rest.end()});
     if (!rest.empty() && rest[0] == "inspect") {
       return vmhost::cli::pluginsInspect({rest.begin() + 1, rest.end()});
     }

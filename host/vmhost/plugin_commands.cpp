@@ -16,11 +16,13 @@ std::string abiRange(const PluginInfo& info) {
 }
 
 void printTable(const std::vector<PluginInfo>& infos, bool withSlot) {
-  std::printf(withSlot ? "%-10s %-10s %-18s %-9s %-5s %-22s %s\n" : "%.0s%-10s %-18s %-9s %-5s %-22s %s\n",
-              "SLOT", "KIND", "NAME", "VERSION", "ABI", "CAPABILITIES", "PATH");
+  std::printf(
+      withSlot ? "%-10s %-10s %-18s %-9s %-5s %-22s %s\n" : "%.0s%-10s %-18s %-9s %-5s %-22s %s\n",
+      "SLOT", "KIND", "NAME", "VERSION", "ABI", "CAPABILITIES", "PATH");
   for (const auto& info : infos) {
     std::string kind = kindName(info.kind);
-    std::printf(withSlot ? "%-10s %-10s %-18s %-9s %-5s %-22s %s\n" : "%.0s%-10s %-18s %-9s %-5s %-22s %s\n",
+    std::printf(withSlot ? "%-10s %-10s %-18s %-9s %-5s %-22s %s\n"
+                         : "%.0s%-10s %-18s %-9s %-5s %-22s %s\n",
                 kind.c_str(), kind.c_str(), info.name.c_str(), info.version.c_str(),
                 abiRange(info).c_str(), capabilityNames(info.kind, info.capabilities).c_str(),
                 info.path.c_str());
@@ -66,7 +68,8 @@ int checkConfig(const std::vector<std::string>& args) {
   std::string summary;
   for (auto kind : kAllKinds) {
     const auto& info = plugins.value().get(kind).info();
-    summary += (summary.empty() ? "" : ", ") + kindName(kind) + " " + info.name + " " + info.version;
+    summary +=
+        (summary.empty() ? "" : ", ") + kindName(kind) + " " + info.name + " " + info.version;
   }
   std::printf("%s: OK (%s)\n", args[0].c_str(), summary.c_str());
   return 0;
@@ -104,7 +107,8 @@ int pluginsList(const std::vector<std::string>& args) {
     if (entry.path().extension() == ".so") files.insert(entry.path().string());
   }
   if (ec) {
-    std::fprintf(stderr, "%s: cannot list plugin directory: %s\n", dir.c_str(), ec.message().c_str());
+    std::fprintf(stderr, "%s: cannot list plugin directory: %s\n", dir.c_str(),
+                 ec.message().c_str());
     return 1;
   }
   int rc = 0;

@@ -106,7 +106,11 @@ bool isStopped(DomainState s) { return s == DomainState::kShutOff || s == Domain
 
 NodeAgent::NodeAgent(store::Store& store, Connection& libvirt, PluginInstance& storage,
                      PluginInstance& network, metrics::Registry& metrics, AgentOptions options)
-    : store_(store), libvirt_(libvirt), storage_(storage), network_(network), options_(std::move(options)) {
+    : store_(store),
+      libvirt_(libvirt),
+      storage_(storage),
+      network_(network),
+      options_(std::move(options)) {
   if (auto h = metrics.histogram("vmhost_node_reconcile_duration_seconds",
                                  "Time of one VM reconcile pass on a node", {"node"});
       h.ok()) {
@@ -123,11 +127,15 @@ NodeAgent::NodeAgent(store::Store& store, Connection& libvirt, PluginInstance& s
 }
 
 std::string NodeAgent::stateFile(const VmKey& key) const {
-  return (fs::path(options_.dataDir) / "node" / "vms" / (domainName(key.first, key.second) + ".json")).string();
+  return (fs::path(options_.dataDir) / "node" / "vms" /
+          (domainName(key.first, key.second) + ".json"))
+      .string();
 }
 
 std::string NodeAgent::consoleLog(const VmKey& key) const {
-  return (fs::path(options_.dataDir) / "node" / "console" / (domainName(key.first, key.second) + ".log")).string();
+  return (fs::path(options_.dataDir) / "node" / "console" /
+          (domainName(key.first, key.second) + ".log"))
+      .string();
 }
 
 Status NodeAgent::registerNode() {
@@ -139,7 +147,8 @@ Status NodeAgent::registerNode() {
   node.metadata.name = options_.nodeName;
   node.metadata.labels = options_.labels;
   if (options_.cpuAllocationRatio > 0) {
-    node.metadata.annotations[controller::kCpuAllocationRatioAnnotation] = std::to_string(options_.cpuAllocationRatio);
+    node.metadata.annotations[controller::kCpuAllocationRatioAnnotation] =
+        std::to_string(options_.cpuAllocationRatio);
   }
   if (options_.memoryAllocationRatio > 0) {
     node.metadata.annotations[controller::kMemoryAllocationRatioAnnotation] =
@@ -203,7 +212,8 @@ Result<DomainSpec> NodeAgent::prepare(const api::VirtualMachine& vm,
     const api::Disk& disk = vm.spec.disks[i];
     const api::Volume* volume = findVolume(vm, disk.name);
     if (volume == nullptr) {
-      return Error{VMHOST_ERR_INVALID_ARGUMENT, "disk " + disk.name + ": no volume of that name", false};
+      return Error{VMHOST_ERR_INVALID_ARGUMENT, "disk " + disk.name + ": no volume of that name",
+                   false};
     }
     capnp::MallocMessageBuilder message;
     auto request = message.initRoot<schema::VolumeRequest>();
@@ -267,7 +277,9 @@ Status NodeAgent::releaseDevices(const api::VirtualMachine& vm) {
     fillVolume(request.initVolume(), disk, *volume, 0);
     request.setDeleteData(true);
     auto reply = storage_.call<schema::VolumeReleased>(VMHOST_METHOD_STORAGE_RELEASE, message);
-    if (!reply.ok()) result = Error{reply.error().code, "volume " + volume->name + ": " + reply.error().message, true};
+    if (!reply.ok())
+      result =
+          Error{reply.error().code, "volume " + volume->name + ": " + reply.error().message, true};
   }
   for (const auto& iface : vm.spec.interfaces) {
     capnp::MallocMessageBuilder message;
@@ -276,7 +288,9 @@ Status NodeAgent::releaseDevices(const api::VirtualMachine& vm) {
     request.setNode(options_.nodeName);
     fillInterface(request.initInterface(), iface);
     auto reply = network_.call<schema::InterfaceReleased>(VMHOST_METHOD_NETWORK_DETACH, message);
-    if (!reply.ok()) result = Error{reply.error().code, "interface " + iface.name + ": " + reply.error().message, true};
+    if (!reply.ok())
+      result =
+          Error{reply.error().code, "interface " + iface.name + ": " + reply.error().message, true};
   }
   return result;
 }
@@ -321,19 +335,26 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
     if (!state.ok()) return state.error();
     DomainState s = state.value().state;
     if (!isStopped(s)) {
-      if (vm.status.phase != "Running") return setPhase(vm, "Running", "True", "DomainRunning", "the domain is running");
+      if (vm.status.phase != "Running")
+        return setPhase(vm, "Running", "True", "DomainRunning", "the domain is running");
       return Ok{};
     }
     // Stopped: does the run strategy want it back?
-    bool guestShutdown = s == DomainState::kShutOff && state.value().reason == VIR_DOMAIN_SHUTOFF_SHUTDOWN;
+    bool guestShutdown =
+        s == DomainState::kShutOff && state.value().reason == VIR_DOMAIN_SHUTOFF_SHUTDOWN;
     bool wasRunning = vm.status.phase == "Running";
-    bool crashed = s == DomainState::kCrashed ||
-                   (s == DomainState::kShutOff && state.value().reason == VIR_DOMAIN_SHUTOFF_CRASHED);
+    bool crashed =
+        s == DomainState::kCrashed ||
+        (s == DomainState::kShutOff && state.value().reason == VIR_DOMAIN_SHUTOFF_CRASHED);
     if (vm.spec.runStrategy == "Manual" && wasRunning) {
-      if (crashed) return setPhase(vm, "Failed", "False", "GuestCrashed", "the guest crashed; runStrategy Manual leaves it stopped");
-      return setPhase(vm, "Stopped", "False", "GuestStopped", "the guest stopped; runStrategy Manual leaves it stopped");
+      if (crashed)
+        return setPhase(vm, "Failed", "False", "GuestCrashed",
+                        "the guest crashed; runStrategy Manual leaves it stopped");
+      return setPhase(vm, "Stopped", "False", "GuestStopped",
+                      "the guest stopped; runStrategy Manual leaves it stopped");
     }
-    if (vm.spec.runStrategy == "Manual" && (vm.status.phase == "Stopped" || vm.status.phase == "Failed")) {
+    if (vm.spec.runStrategy == "Manual" &&
+        (vm.status.phase == "Stopped" || vm.status.phase == "Failed")) {
       return Ok{};
     }
     if (vm.spec.runStrategy == "RerunOnFailure" && guestShutdown && wasRunning) {
@@ -345,8 +366,8 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
   std::vector<api::InterfaceStatus> macs;
   auto spec = prepare(vm, macs);
   if (!spec.ok()) {
-    (void)setPhase(vm, vm.status.phase.empty() ? "Scheduled" : vm.status.phase, "False", "PrepareFailed",
-                   spec.error().message);
+    (void)setPhase(vm, vm.status.phase.empty() ? "Scheduled" : vm.status.phase, "False",
+                   "PrepareFailed", spec.error().message);
     return spec.error();
   }
   {
@@ -360,13 +381,14 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
     // A definition libvirt refuses as invalid will not get better by
     // retrying: Failed until the spec changes. Anything else is retried.
     bool permanent = defined.error().code == VMHOST_ERR_INVALID_ARGUMENT;
-    (void)setPhase(vm, permanent ? "Failed" : (vm.status.phase.empty() ? "Scheduled" : vm.status.phase),
+    (void)setPhase(vm,
+                   permanent ? "Failed" : (vm.status.phase.empty() ? "Scheduled" : vm.status.phase),
                    "False", "DefineFailed", defined.error().message);
     return defined.error();
   }
   if (auto s = defined.value().start(); !s.ok()) {
-    (void)setPhase(vm, vm.status.phase.empty() ? "Scheduled" : vm.status.phase, "False", "StartFailed",
-                   s.error().message);
+    (void)setPhase(vm, vm.status.phase.empty() ? "Scheduled" : vm.status.phase, "False",
+                   "StartFailed", s.error().message);
     return s.error();
   }
   lastStates_[defined.value().name()] = DomainState::kRunning;
@@ -407,7 +429,8 @@ Status NodeAgent::ensureStopped(const api::VirtualMachine& vm, std::optional<Dom
     }
   }
   stopping_.erase(key);
-  if (vm.status.phase != "Stopped") return setPhase(vm, "Stopped", "False", "Stopped", "runStrategy is Halted");
+  if (vm.status.phase != "Stopped")
+    return setPhase(vm, "Stopped", "False", "Stopped", "runStrategy is Halted");
   return Ok{};
 }
 
@@ -475,7 +498,8 @@ bool NodeAgent::adopt() {
   }
   // VMs whose domain is gone but whose local state is left (deleted while down).
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(fs::path(options_.dataDir) / "node" / "vms", ec)) {
+  for (const auto& entry :
+       fs::directory_iterator(fs::path(options_.dataDir) / "node" / "vms", ec)) {
     std::string stem = entry.path().stem().string();
     auto sep = stem.find('_');
     if (sep == std::string::npos) continue;
@@ -491,7 +515,8 @@ void NodeAgent::pollDomains() {
   if (!domains.ok()) return;
   for (const auto& d : domains.value()) {
     auto& last = lastStates_[d.name];
-    if (last != d.status.state && d.metadata) queue_.insert({d.metadata->vm.ns, d.metadata->vm.name});
+    if (last != d.status.state && d.metadata)
+      queue_.insert({d.metadata->vm.ns, d.metadata->vm.name});
     last = d.status.state;
   }
   for (const auto& [key, since] : stopping_) queue_.insert(key);
@@ -500,7 +525,8 @@ void NodeAgent::pollDomains() {
 void NodeAgent::run(std::stop_token stop) {
   while (!stop.stop_requested()) {
     if (auto s = registerNode(); !s.ok()) {
-      std::fprintf(stderr, "node %s: registering: %s\n", options_.nodeName.c_str(), s.error().message.c_str());
+      std::fprintf(stderr, "node %s: registering: %s\n", options_.nodeName.c_str(),
+                   s.error().message.c_str());
       std::this_thread::sleep_for(std::chrono::seconds(1));
       continue;
     }
@@ -566,12 +592,13 @@ void NodeAgent::run(std::stop_token stop) {
         if (stop.stop_requested()) break;
         auto s = reconcile(key.first, key.second);
         if (!s.ok()) {
-          std::fprintf(stderr, "node %s: vm %s/%s: %s\n", options_.nodeName.c_str(), key.first.c_str(),
-                       key.second.c_str(), s.error().message.c_str());
+          std::fprintf(stderr, "node %s: vm %s/%s: %s\n", options_.nodeName.c_str(),
+                       key.first.c_str(), key.second.c_str(), s.error().message.c_str());
         }
       }
       std::unique_lock<std::mutex> lock(mu);
-      cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return woken || stop.stop_requested(); });
+      cv.wait_for(lock, std::chrono::milliseconds(200),
+                  [&] { return woken || stop.stop_requested(); });
       woken = false;
     }
   }

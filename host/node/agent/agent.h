@@ -90,7 +90,7 @@ class NodeAgent {
   std::set<VmKey> queue_;
   std::set<VmKey> mine_;  // VMs bound to this node, or with a domain here
   std::map<VmKey, std::chrono::steady_clock::time_point> stopping_;  // ACPI shutdown sent at
-  std::map<std::string, DomainState> lastStates_;  // by domain name
+  std::map<std::string, DomainState> lastStates_;                    // by domain name
   std::atomic<uint64_t> failures_{0};
 };
 

@@ -27,14 +27,16 @@ class Precopy final : public vmhost::sdk::MigrationPlugin {
     progressTimeout_ = c.getProgressTimeoutSeconds();
     autoConverge_ = c.getAutoConverge();
     parallel_ = c.getParallelConnections();
-    if (downtime_ == 0) throw Error(VMHOST_ERR_INVALID_ARGUMENT, "config.maxDowntimeMs: must be > 0");
+    if (downtime_ == 0)
+      throw Error(VMHOST_ERR_INVALID_ARGUMENT, "config.maxDowntimeMs: must be > 0");
     if (parallel_ == 0 || parallel_ > 64) {
       throw Error(VMHOST_ERR_INVALID_ARGUMENT, "config.parallelConnections: must be 1..64");
     }
   }
 
   void plan(schema::MigrationRequest::Reader request, schema::MigrationPlan::Builder out) override {
-    uint64_t bytes = request.getMemoryBytes() + (request.getSharedStorage() ? 0 : request.getDiskBytesToCopy());
+    uint64_t bytes =
+        request.getMemoryBytes() + (request.getSharedStorage() ? 0 : request.getDiskBytesToCopy());
     uint64_t gib = bytes == 0 ? 1 : (bytes + kGiB - 1) / kGiB;
     out.setBandwidthMiBps(bandwidth_);
     out.setMaxDowntimeMs(downtime_);
@@ -46,14 +48,15 @@ class Precopy final : public vmhost::sdk::MigrationPlugin {
     out.setCopyStorage(!request.getSharedStorage() && request.getDiskBytesToCopy() > 0);
   }
 
-  void onProgress(schema::MigrationProgress::Reader p, schema::MigrationDecision::Builder out) override {
+  void onProgress(schema::MigrationProgress::Reader p,
+                  schema::MigrationDecision::Builder out) override {
     auto plan = p.getPlan();
     uint64_t completion = plan.getCompletionTimeoutSeconds();
     uint64_t stall = plan.getProgressTimeoutSeconds();
     if (completion > 0 && p.getElapsedMs() > completion * 1000) {
       out.setAction(schema::MigrationDecision::Action::ABORT);
-      out.setReason("completion timeout: " + std::to_string(p.getElapsedMs() / 1000) + " s elapsed, limit " +
-                    std::to_string(completion) + " s");
+      out.setReason("completion timeout: " + std::to_string(p.getElapsedMs() / 1000) +
+                    " s elapsed, limit " + std::to_string(completion) + " s");
       return;
     }
     if (stall > 0 && p.getMsSinceProgress() > stall * 1000) {

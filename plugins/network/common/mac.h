@@ -62,7 +62,8 @@ inline std::string resolveMac(const std::string& prefix, schema::InterfaceReques
                      "interface " + name + ": mac '" + mac + "' is not a MAC address");
   }
   if (std::stoul(mac.substr(0, 2), nullptr, 16) & 1) {
-    throw sdk::Error(VMHOST_ERR_INVALID_ARGUMENT, "interface " + name + ": mac " + mac + " is multicast");
+    throw sdk::Error(VMHOST_ERR_INVALID_ARGUMENT,
+                     "interface " + name + ": mac " + mac + " is multicast");
   }
   return mac;
 }

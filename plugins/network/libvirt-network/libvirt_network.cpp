@@ -34,7 +34,8 @@ class LibvirtNetwork final : public vmhost::sdk::NetworkPlugin {
     auto iface = request.getInterface();
     std::string name = iface.getName().cStr();
     if (name.empty()) throw Error(VMHOST_ERR_INVALID_ARGUMENT, "interface.name: must not be empty");
-    std::string model = iface.getModel().size() > 0 ? std::string(iface.getModel().cStr()) : defaultModel_;
+    std::string model =
+        iface.getModel().size() > 0 ? std::string(iface.getModel().cStr()) : defaultModel_;
     net::checkModel("interface " + name + ": model", model);
 
     std::string mac = net::resolveMac(prefix_, request);

@@ -37,8 +37,11 @@ class FirstFit final : public vmhost::sdk::SchedulerPlugin {
       auto cap = n.getCapacity();
       auto used = n.getAllocated();
       Node& node = nodes_[n.getName().cStr()];
-      node.freeMemory = cap.getMemoryBytes() > used.getMemoryBytes() ? cap.getMemoryBytes() - used.getMemoryBytes() : 0;
-      node.freeCpu = cap.getCpuMillis() > used.getCpuMillis() ? cap.getCpuMillis() - used.getCpuMillis() : 0;
+      node.freeMemory = cap.getMemoryBytes() > used.getMemoryBytes()
+                            ? cap.getMemoryBytes() - used.getMemoryBytes()
+                            : 0;
+      node.freeCpu =
+          cap.getCpuMillis() > used.getCpuMillis() ? cap.getCpuMillis() - used.getCpuMillis() : 0;
       node.usable = n.getSchedulable() && n.getReady();
     }
     auto want = request.getVm().getRequests();

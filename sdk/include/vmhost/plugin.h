@@ -85,15 +85,16 @@ typedef enum vmhost_method {
   VMHOST_METHOD_NETWORK_ATTACH = 1, /* InterfaceRequest -> InterfaceAttachment */
   VMHOST_METHOD_NETWORK_DETACH = 2, /* InterfaceRelease -> InterfaceReleased */
   /* migration */
-  VMHOST_METHOD_MIGRATION_PLAN = 1,     /* MigrationRequest -> MigrationPlan */
-  VMHOST_METHOD_MIGRATION_PROGRESS = 2  /* MigrationProgress -> MigrationDecision */
+  VMHOST_METHOD_MIGRATION_PLAN = 1,    /* MigrationRequest -> MigrationPlan */
+  VMHOST_METHOD_MIGRATION_PROGRESS = 2 /* MigrationProgress -> MigrationDecision */
 } vmhost_method;
 
 /* Capability flags (vmhost_plugin_descriptor.capabilities). Bits 0-15 are
  * common, 16-31 per kind, 32-63 reserved. */
 #define VMHOST_CAP_THREAD_SAFE (1ull << 0) /* invoke may run concurrently on one instance */
 #define VMHOST_CAP_SCHEDULER_NODE_CACHE (1ull << 16) /* accepts delta node lists */
-#define VMHOST_CAP_STORAGE_SHARED (1ull << 16) /* volumes reachable from every node: no copy on migration */
+/* storage: volumes reachable from every node, so no copy on migration */
+#define VMHOST_CAP_STORAGE_SHARED (1ull << 16)
 #define VMHOST_CAP_STORAGE_RESIZE (1ull << 17)
 #define VMHOST_CAP_NETWORK_HOTPLUG (1ull << 16)
 #define VMHOST_CAP_MIGRATION_POSTCOPY (1ull << 16)
@@ -113,9 +114,9 @@ typedef struct vmhost_error {
  * is 8-byte aligned and `size` a multiple of 8 (a Cap'n Proto flat array).
  * `opaque` is the plugin's; the host never reads it. */
 typedef struct vmhost_buffer {
-  const uint8_t *data;
+  const uint8_t* data;
   size_t size;
-  void *opaque;
+  void* opaque;
 } vmhost_buffer;
 
 /* Opaque plugin instance. */
@@ -133,10 +134,10 @@ typedef enum vmhost_log_level {
  * table and `host_ctx`; both stay valid until destroy_fn returns. */
 typedef struct vmhost_host_callbacks {
   uint32_t struct_size; /* sizeof(vmhost_host_callbacks) as the host knows it */
-  void *host_ctx;
+  void* host_ctx;
   /* `message`: NUL-terminated, borrowed for the duration of the call. May be
    * called from any thread. */
-  void (*log)(void *host_ctx, int32_t level, const char *message);
+  void (*log)(void* host_ctx, int32_t level, const char* message);
 } vmhost_host_callbacks;
 
 /* What a plugin is and how the host drives it. OWNERSHIP: the plugin owns
@@ -147,9 +148,9 @@ typedef struct vmhost_plugin_descriptor {
   uint32_t abi_version; /* the version the plugin chose in negotiation */
   int32_t kind;         /* a vmhost_plugin_kind */
   uint32_t reserved0;
-  const char *name;        /* [a-z0-9-]{1,63}, e.g. "default" */
-  const char *version;     /* the plugin's own version, e.g. "1.2.0" */
-  const char *description; /* one line, may be "" */
+  const char* name;        /* [a-z0-9-]{1,63}, e.g. "default" */
+  const char* version;     /* the plugin's own version, e.g. "1.2.0" */
+  const char* description; /* one line, may be "" */
   uint64_t capabilities;   /* VMHOST_CAP_* */
 
   /* Creates an instance. `config`/`config_size`: UTF-8 JSON text of the
@@ -157,11 +158,11 @@ typedef struct vmhost_plugin_descriptor {
    * `host`: borrowed until destroy_fn (see vmhost_host_callbacks).
    * On success stores the instance in *out and returns VMHOST_OK; otherwise
    * fills *err, leaves *out NULL and returns err->code. */
-  int32_t (*create_fn)(const uint8_t *config, size_t config_size, const vmhost_host_callbacks *host,
-                       vmhost_instance **out, vmhost_error *err);
+  int32_t (*create_fn)(const uint8_t* config, size_t config_size, const vmhost_host_callbacks* host,
+                       vmhost_instance** out, vmhost_error* err);
 
   /* Destroys an instance created by create_fn. `instance` may be NULL. */
-  void (*destroy_fn)(vmhost_instance *instance);
+  void (*destroy_fn)(vmhost_instance* instance);
 
   /* Calls `method` with a serialized request. `request`: a Cap'n Proto flat
    * array, borrowed for the call; the plugin must treat it as untrusted.
@@ -170,11 +171,11 @@ typedef struct vmhost_plugin_descriptor {
    * An unknown method returns VMHOST_ERR_UNIMPLEMENTED; a request that does
    * not decode returns VMHOST_ERR_INVALID_ARGUMENT. Never throws, never
    * aborts on bad input. */
-  int32_t (*invoke_fn)(vmhost_instance *instance, uint32_t method, const uint8_t *request,
-                       size_t request_size, vmhost_buffer *response, vmhost_error *err);
+  int32_t (*invoke_fn)(vmhost_instance* instance, uint32_t method, const uint8_t* request,
+                       size_t request_size, vmhost_buffer* response, vmhost_error* err);
 
   /* Frees a buffer returned by invoke_fn. Safe on a zeroed buffer. */
-  void (*release_fn)(vmhost_instance *instance, vmhost_buffer *buffer);
+  void (*release_fn)(vmhost_instance* instance, vmhost_buffer* buffer);
 } vmhost_plugin_descriptor;
 
 /* Version negotiation, as the Vulkan loader does with its drivers: the host
@@ -191,7 +192,7 @@ typedef struct vmhost_negotiation {
   uint32_t abi_version;    /* out: the chosen version, 0 on refusal */
 } vmhost_negotiation;
 
-typedef const vmhost_plugin_descriptor *(*vmhost_plugin_entry_fn)(vmhost_negotiation *negotiation);
+typedef const vmhost_plugin_descriptor* (*vmhost_plugin_entry_fn)(vmhost_negotiation* negotiation);
 
 /* The entry symbol a plugin defines (extern "C", exported):
  *   VMHOST_PLUGIN_EXPORT const vmhost_plugin_descriptor *

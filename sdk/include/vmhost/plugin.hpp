@@ -37,9 +37,9 @@
 #include <memory>
 #include <new>
 #include <optional>
-#include <type_traits>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 namespace vmhost::sdk {
@@ -98,9 +98,9 @@ class Request {
  public:
   Request(const uint8_t* data, size_t size) {
     if (data == nullptr || size == 0 || size % sizeof(capnp::word) != 0) {
-      throw Error(VMHOST_ERR_INVALID_ARGUMENT,
-                  "request is not a Cap'n Proto flat array (size " + std::to_string(size) +
-                      " is not a positive multiple of 8)");
+      throw Error(VMHOST_ERR_INVALID_ARGUMENT, "request is not a Cap'n Proto flat array (size " +
+                                                   std::to_string(size) +
+                                                   " is not a positive multiple of 8)");
     }
     kj::ArrayPtr<const capnp::word> words;
     if (reinterpret_cast<uintptr_t>(data) % alignof(capnp::word) == 0) {
@@ -361,15 +361,17 @@ inline void destroy(vmhost_instance* instance) noexcept {
 
 inline int32_t invoke(vmhost_instance* instance, uint32_t method, const uint8_t* request,
                       size_t request_size, vmhost_buffer* response, vmhost_error* err) noexcept {
-  if (response == nullptr) return fail(err, VMHOST_ERR_INVALID_ARGUMENT, "invoke: response is NULL");
+  if (response == nullptr)
+    return fail(err, VMHOST_ERR_INVALID_ARGUMENT, "invoke: response is NULL");
   *response = vmhost_buffer{nullptr, 0, nullptr};
-  if (instance == nullptr) return fail(err, VMHOST_ERR_INVALID_ARGUMENT, "invoke: instance is NULL");
+  if (instance == nullptr)
+    return fail(err, VMHOST_ERR_INVALID_ARGUMENT, "invoke: instance is NULL");
   return contain(err, [&]() -> int32_t {
     Response out;
     Request in(request, request_size);
     if (!instance->plugin->dispatch(method, in, out)) {
-      return fail(err, VMHOST_ERR_UNIMPLEMENTED, "method " + std::to_string(method) +
-                                                     " is not implemented by this plugin");
+      return fail(err, VMHOST_ERR_UNIMPLEMENTED,
+                  "method " + std::to_string(method) + " is not implemented by this plugin");
     }
     auto words = std::make_unique<kj::Array<capnp::word>>(capnp::messageToFlatArray(out.builder()));
     response->data = reinterpret_cast<const uint8_t*>(words->begin());
@@ -406,24 +408,24 @@ const vmhost_plugin_descriptor* entry(vmhost_negotiation* n, vmhost_plugin_descr
 // SchedulerPlugin, StoragePlugin, NetworkPlugin, MigrationPlugin and has a
 // constructor taking vmhost::sdk::PluginContext&. NAME, VERSION and
 // DESCRIPTION are string literals; CAPS is a VMHOST_CAP_* mask.
-#define VMHOST_PLUGIN(CLASS, NAME, VERSION, DESCRIPTION, CAPS)                                  \
-  static_assert(std::is_base_of_v<::vmhost::sdk::PluginBase, CLASS>,                            \
-                #CLASS " must derive from a vmhost::sdk plugin interface");                     \
-  extern "C" VMHOST_PLUGIN_EXPORT const vmhost_plugin_descriptor* vmhost_plugin_entry(          \
-      vmhost_negotiation* negotiation) {                                                        \
-    static vmhost_plugin_descriptor descriptor = {                                              \
-        sizeof(vmhost_plugin_descriptor),                                                       \
-        0,                                                                                      \
-        CLASS::kKind,                                                                           \
-        0,                                                                                      \
-        NAME,                                                                                   \
-        VERSION,                                                                                \
-        DESCRIPTION,                                                                            \
-        (CAPS),                                                                                 \
-        &::vmhost::sdk::detail::create<CLASS>,                                                  \
-        &::vmhost::sdk::detail::destroy,                                                        \
-        &::vmhost::sdk::detail::invoke,                                                         \
-        &::vmhost::sdk::detail::release,                                                        \
-    };                                                                                          \
-    return ::vmhost::sdk::detail::entry<CLASS>(negotiation, &descriptor);                       \
+#define VMHOST_PLUGIN(CLASS, NAME, VERSION, DESCRIPTION, CAPS)                         \
+  static_assert(std::is_base_of_v<::vmhost::sdk::PluginBase, CLASS>,                   \
+                #CLASS " must derive from a vmhost::sdk plugin interface");            \
+  extern "C" VMHOST_PLUGIN_EXPORT const vmhost_plugin_descriptor* vmhost_plugin_entry( \
+      vmhost_negotiation* negotiation) {                                               \
+    static vmhost_plugin_descriptor descriptor = {                                     \
+        sizeof(vmhost_plugin_descriptor),                                              \
+        0,                                                                             \
+        CLASS::kKind,                                                                  \
+        0,                                                                             \
+        NAME,                                                                          \
+        VERSION,                                                                       \
+        DESCRIPTION,                                                                   \
+        (CAPS),                                                                        \
+        &::vmhost::sdk::detail::create<CLASS>,                                         \
+        &::vmhost::sdk::detail::destroy,                                               \
+        &::vmhost::sdk::detail::invoke,                                                \
+        &::vmhost::sdk::detail::release,                                               \
+    };                                                                                 \
+    return ::vmhost::sdk::detail::entry<CLASS>(negotiation, &descriptor);              \
   }

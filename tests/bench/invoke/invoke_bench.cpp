@@ -25,7 +25,8 @@ void BM_DirectVirtualCall(benchmark::State& state) {
 BENCHMARK(BM_DirectVirtualCall);
 
 void BM_PluginInvokeRoundTrip(benchmark::State& state) {
-  std::string dir = std::getenv("VMHOST_PLUGIN_DIR") != nullptr ? std::getenv("VMHOST_PLUGIN_DIR") : ".";
+  std::string dir =
+      std::getenv("VMHOST_PLUGIN_DIR") != nullptr ? std::getenv("VMHOST_PLUGIN_DIR") : ".";
   auto lib = vmhost::PluginLibrary::open(dir + "/vmhost-migration-precopy.so");
   if (!lib.ok()) {
     state.SkipWithError(lib.error().message.c_str());
@@ -47,7 +48,8 @@ void BM_PluginInvokeRoundTrip(benchmark::State& state) {
     request.setMemoryBytes(memory++);
     request.setSharedStorage(true);
     auto words = capnp::messageToFlatArray(message);
-    auto reply = plugin.call<vmhost::schema::MigrationPlan>(VMHOST_METHOD_MIGRATION_PLAN, words.asPtr());
+    auto reply =
+        plugin.call<vmhost::schema::MigrationPlan>(VMHOST_METHOD_MIGRATION_PLAN, words.asPtr());
     if (!reply.ok()) {
       state.SkipWithError(reply.error().message.c_str());
       return;

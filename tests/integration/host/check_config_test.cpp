@@ -78,7 +78,9 @@ BOOST_AUTO_TEST_CASE(good_config_is_ok) {
   Sandbox s;
   auto r = s.check(
       "plugins:\n"
-      "  storage: {name: local, config: {pool: " + (s.dir / "pool").string() + "}}\n"
+      "  storage: {name: local, config: {pool: " +
+      (s.dir / "pool").string() +
+      "}}\n"
       "  network: {name: libvirt-network, config: {macPrefix: '52:54:00'}}\n"
       "  migration: {name: precopy, config: {maxDowntimeMs: 500}}\n");
   BOOST_TEST(r.exit == 0, r.err);
@@ -89,7 +91,8 @@ BOOST_AUTO_TEST_CASE(good_config_is_ok) {
 BOOST_AUTO_TEST_CASE(missing_file) {
   Sandbox s;
   auto r = s.vmhost("check-config " + (s.dir / "nope.yaml").string());
-  expectOneLine(r, (s.dir / "nope.yaml").string() + ": cannot open config file: No such file or directory");
+  expectOneLine(
+      r, (s.dir / "nope.yaml").string() + ": cannot open config file: No such file or directory");
 }
 
 BOOST_AUTO_TEST_CASE(invalid_yaml_names_the_position) {
@@ -103,27 +106,36 @@ BOOST_AUTO_TEST_CASE(invalid_yaml_names_the_position) {
 BOOST_AUTO_TEST_CASE(unknown_top_level_key) {
   Sandbox s;
   auto r = s.check("plugns: {}\n");
-  expectOneLine(r, s.cfg() + ":1:1: unknown key 'plugns' (expected one of: pluginDir, plugins, dataDir, listen, nodeName, libvirt, node)");
+  expectOneLine(r, s.cfg() +
+                       ":1:1: unknown key 'plugns' (expected one of: pluginDir, plugins, dataDir, "
+                       "listen, nodeName, libvirt, node)");
 }
 
 BOOST_AUTO_TEST_CASE(unknown_slot_key) {
   Sandbox s;
   auto r = s.check("plugins:\n  scheduler: {nmae: default}\n");
-  expectOneLine(r, s.cfg() + ":2:15: plugins.scheduler: unknown key 'nmae' (expected one of: name, path, config)");
+  expectOneLine(
+      r, s.cfg() +
+             ":2:15: plugins.scheduler: unknown key 'nmae' (expected one of: name, path, config)");
 }
 
 BOOST_AUTO_TEST_CASE(unknown_slot) {
   Sandbox s;
   auto r = s.check("plugins:\n  schedular: {name: default}\n");
-  expectOneLine(r, s.cfg() + ":2:3: plugins: unknown slot 'schedular' (expected one of: scheduler, storage, network, migration)");
+  expectOneLine(r, s.cfg() +
+                       ":2:3: plugins: unknown slot 'schedular' (expected one of: scheduler, "
+                       "storage, network, migration)");
 }
 
 BOOST_AUTO_TEST_CASE(unknown_key_in_plugin_config_is_refused_by_the_plugin) {
   Sandbox s;
   auto r = s.check("plugins:\n  migration: {name: precopy, config: {maxDowntime: 5}}\n");
   BOOST_TEST(r.exit == 1);
-  BOOST_TEST(r.err.rfind(s.cfg() + ": plugins.migration: plugin 'precopy' (migration): create failed: "
-                                   "INVALID_ARGUMENT: config: ", 0) == 0, r.err);
+  BOOST_TEST(
+      r.err.rfind(s.cfg() + ": plugins.migration: plugin 'precopy' (migration): create failed: "
+                            "INVALID_ARGUMENT: config: ",
+                  0) == 0,
+      r.err);
   BOOST_TEST(r.err.find("maxDowntime") != std::string::npos, r.err);
   BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1);
 }
@@ -170,8 +182,10 @@ BOOST_AUTO_TEST_CASE(wrong_kind_for_the_slot) {
 BOOST_AUTO_TEST_CASE(create_failure_with_the_plugins_message) {
   Sandbox s;
   auto r = s.check("plugins:\n  storage: {name: local, config: {pool: relative/dir}}\n");
-  expectOneLine(r, s.cfg() + ": plugins.storage: plugin 'local' (storage): create failed: "
-                             "INVALID_ARGUMENT: config.pool: must be an absolute path, got 'relative/dir'");
+  expectOneLine(r,
+                s.cfg() +
+                    ": plugins.storage: plugin 'local' (storage): create failed: "
+                    "INVALID_ARGUMENT: config.pool: must be an absolute path, got 'relative/dir'");
 }
 
 BOOST_AUTO_TEST_CASE(name_and_path_together) {
@@ -183,8 +197,10 @@ BOOST_AUTO_TEST_CASE(name_and_path_together) {
 BOOST_AUTO_TEST_CASE(swapping_a_backend_is_one_line) {
   Sandbox s;
   std::string pool = (s.dir / "pool").string();
-  auto a = s.vmhost("plugins list --config " +
-                    s.write("a.yaml", "plugins:\n  storage: {name: local, config: {pool: " + pool + "}}\n").string());
+  auto a = s.vmhost(
+      "plugins list --config " +
+      s.write("a.yaml", "plugins:\n  storage: {name: local, config: {pool: " + pool + "}}\n")
+          .string());
   BOOST_TEST(a.exit == 0, a.err);
   BOOST_TEST(a.out.find("storage    storage    local") != std::string::npos, a.out);
 }

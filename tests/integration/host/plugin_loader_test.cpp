@@ -17,7 +17,8 @@ using namespace vmhost;
 namespace {
 
 std::string fixture(const std::string& name) {
-  return std::string(std::getenv("VMHOST_FIXTURE_PLUGIN_DIR")) + "/vmhost-scheduler-" + name + ".so";
+  return std::string(std::getenv("VMHOST_FIXTURE_PLUGIN_DIR")) + "/vmhost-scheduler-" + name +
+         ".so";
 }
 std::string plugin(const std::string& file) {
   return std::string(std::getenv("VMHOST_PLUGIN_DIR")) + "/" + file;
@@ -41,7 +42,8 @@ Result<Reply<schema::ScheduleResult>> schedule(PluginInstance& p, const char* vm
 
 // The host still works: a real plugin loads and answers.
 void hostStillWorks() {
-  auto storage = instance(plugin("vmhost-storage-local.so"), R"({"pool":"/tmp/vmhost-loader-test"})");
+  auto storage =
+      instance(plugin("vmhost-storage-local.so"), R"({"pool":"/tmp/vmhost-loader-test"})");
   capnp::MallocMessageBuilder message;
   auto req = message.initRoot<schema::VolumeRequest>();
   req.initVm().setName("vm");
@@ -85,8 +87,9 @@ BOOST_AUTO_TEST_CASE(exception_escaping_the_c_boundary_is_contained) {
   auto r = schedule(*p);
   BOOST_TEST_REQUIRE(!r.ok());
   BOOST_TEST(r.error().code == VMHOST_ERR_INTERNAL);
-  BOOST_TEST(r.error().message ==
-             "scheduler plugin 'raw-throw': exception escaped the plugin ABI boundary (a plugin bug)");
+  BOOST_TEST(
+      r.error().message ==
+      "scheduler plugin 'raw-throw': exception escaped the plugin ABI boundary (a plugin bug)");
   hostStillWorks();
 }
 
@@ -105,22 +108,25 @@ BOOST_AUTO_TEST_CASE(oversized_response_is_refused_before_reading) {
   auto p = instance(fixture("oversized"));
   auto r = schedule(*p);
   BOOST_TEST_REQUIRE(!r.ok());
-  BOOST_TEST(r.error().message ==
-             "scheduler plugin 'oversized' returned a malformed response to method 1: size 75497472 "
-             "exceeds the limit of 67108864 bytes");
+  BOOST_TEST(
+      r.error().message ==
+      "scheduler plugin 'oversized' returned a malformed response to method 1: size 75497472 "
+      "exceeds the limit of 67108864 bytes");
   hostStillWorks();
 }
 
 BOOST_AUTO_TEST_CASE(bad_size_and_null_data_are_refused) {
   auto bad = schedule(*instance(fixture("bad-size")));
   BOOST_TEST_REQUIRE(!bad.ok());
-  BOOST_TEST(bad.error().message ==
-             "scheduler plugin 'bad-size' returned a malformed response to method 1: size 13 is not "
-             "a multiple of 8");
+  BOOST_TEST(
+      bad.error().message ==
+      "scheduler plugin 'bad-size' returned a malformed response to method 1: size 13 is not "
+      "a multiple of 8");
   auto null = schedule(*instance(fixture("null-data")));
   BOOST_TEST_REQUIRE(!null.ok());
-  BOOST_TEST(null.error().message ==
-             "scheduler plugin 'null-data' returned a malformed response to method 1: empty buffer");
+  BOOST_TEST(
+      null.error().message ==
+      "scheduler plugin 'null-data' returned a malformed response to method 1: empty buffer");
 }
 
 BOOST_AUTO_TEST_CASE(misaligned_valid_response_is_copied_and_read) {
@@ -149,9 +155,10 @@ BOOST_AUTO_TEST_CASE(create_failure_carries_the_plugins_message) {
   auto inst = PluginInstance::create(lib.value(), "{}");
   BOOST_TEST_REQUIRE(!inst.ok());
   BOOST_TEST(inst.error().code == VMHOST_ERR_INVALID_ARGUMENT);
-  BOOST_TEST(inst.error().message ==
-             "plugin 'create-fails' (scheduler): create failed: INVALID_ARGUMENT: config.pool: must "
-             "be an absolute path, got 'relative/dir'");
+  BOOST_TEST(
+      inst.error().message ==
+      "plugin 'create-fails' (scheduler): create failed: INVALID_ARGUMENT: config.pool: must "
+      "be an absolute path, got 'relative/dir'");
 }
 
 BOOST_AUTO_TEST_CASE(unknown_method_is_unimplemented) {
@@ -194,7 +201,8 @@ BOOST_AUTO_TEST_CASE(library_is_loaded_once_and_reported) {
 BOOST_AUTO_TEST_CASE(negotiation_refuses_a_host_range_the_plugin_does_not_speak) {
   auto r = PluginLibrary::open(plugin("vmhost-migration-precopy.so"), AbiRange{2, 5});
   BOOST_TEST_REQUIRE(!r.ok());
-  BOOST_TEST(r.error().message.find("ABI out of range: plugin supports ABI 1, host supports ABI 2..5") !=
-                 std::string::npos,
-             r.error().message);
+  BOOST_TEST(
+      r.error().message.find("ABI out of range: plugin supports ABI 1, host supports ABI 2..5") !=
+          std::string::npos,
+      r.error().message);
 }

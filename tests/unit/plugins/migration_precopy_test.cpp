@@ -55,8 +55,9 @@ BOOST_AUTO_TEST_CASE(plan_scales_completion_timeout_with_data) {
 }
 
 BOOST_AUTO_TEST_CASE(config_overrides_defaults) {
-  auto p = test::loadPlugin("vmhost-migration-precopy.so",
-                            R"({"bandwidthMiBps":64,"maxDowntimeMs":50,"completionTimeoutPerGiBSeconds":10,"autoConverge":false,"parallelConnections":4})");
+  auto p = test::loadPlugin(
+      "vmhost-migration-precopy.so",
+      R"({"bandwidthMiBps":64,"maxDowntimeMs":50,"completionTimeoutPerGiBSeconds":10,"autoConverge":false,"parallelConnections":4})");
   auto r = plan(*p, 2 * kGiB, 0, true);
   BOOST_TEST(r.get().getBandwidthMiBps() == 64u);
   BOOST_TEST(r.get().getMaxDowntimeMs() == 50u);
@@ -64,7 +65,8 @@ BOOST_AUTO_TEST_CASE(config_overrides_defaults) {
   BOOST_TEST(!r.get().getAutoConverge());
   BOOST_TEST(r.get().getParallelConnections() == 4u);
   BOOST_TEST(test::createError("vmhost-migration-precopy.so", R"({"parallelConnections":0})") ==
-             "plugin 'precopy' (migration): create failed: INVALID_ARGUMENT: config.parallelConnections: must be 1..64");
+             "plugin 'precopy' (migration): create failed: INVALID_ARGUMENT: "
+             "config.parallelConnections: must be 1..64");
 }
 
 BOOST_AUTO_TEST_CASE(progress_decisions) {

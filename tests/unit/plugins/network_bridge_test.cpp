@@ -50,8 +50,9 @@ BOOST_AUTO_TEST_CASE(absent_bridge_is_a_retryable_precondition) {
   BOOST_TEST_REQUIRE(!a.ok());
   BOOST_TEST(a.error().code == VMHOST_ERR_FAILED_PRECONDITION);
   BOOST_TEST(a.error().retryable);
-  BOOST_TEST(a.error().message ==
-             "network plugin 'bridge': interface eth0: bridge vmhost-nobr0 does not exist on node node-a");
+  BOOST_TEST(
+      a.error().message ==
+      "network plugin 'bridge': interface eth0: bridge vmhost-nobr0 does not exist on node node-a");
 }
 
 BOOST_AUTO_TEST_CASE(existing_bridge_is_attached_with_a_stable_mac) {
@@ -74,8 +75,9 @@ BOOST_AUTO_TEST_CASE(allowed_bridges_are_enforced) {
   auto a = attach(*p, "br-other");
   BOOST_TEST_REQUIRE(!a.ok());
   BOOST_TEST(a.error().code == VMHOST_ERR_PERMISSION_DENIED);
-  BOOST_TEST(a.error().message ==
-             "network plugin 'bridge': interface eth0: bridge br-other is not in config.allowedBridges");
+  BOOST_TEST(
+      a.error().message ==
+      "network plugin 'bridge': interface eth0: bridge br-other is not in config.allowedBridges");
 }
 
 BOOST_AUTO_TEST_CASE(libvirt_networks_pass_through) {
@@ -87,10 +89,12 @@ BOOST_AUTO_TEST_CASE(libvirt_networks_pass_through) {
 }
 
 BOOST_AUTO_TEST_CASE(config_is_checked) {
-  BOOST_TEST(test::createError("vmhost-network-bridge.so", R"({"allowedBridges":["a-name-far-too-long-for-linux"]})") ==
+  BOOST_TEST(test::createError("vmhost-network-bridge.so",
+                               R"({"allowedBridges":["a-name-far-too-long-for-linux"]})") ==
              "plugin 'bridge' (network): create failed: INVALID_ARGUMENT: config.allowedBridges: "
              "'a-name-far-too-long-for-linux' is not an interface name");
-  BOOST_TEST(test::createError("vmhost-network-bridge.so", R"({"macPrefix":"zz"})") ==
-             "plugin 'bridge' (network): create failed: INVALID_ARGUMENT: config.macPrefix: expected "
-             "three hex octets like 52:54:00, got 'zz'");
+  BOOST_TEST(
+      test::createError("vmhost-network-bridge.so", R"({"macPrefix":"zz"})") ==
+      "plugin 'bridge' (network): create failed: INVALID_ARGUMENT: config.macPrefix: expected "
+      "three hex octets like 52:54:00, got 'zz'");
 }

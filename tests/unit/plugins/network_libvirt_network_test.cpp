@@ -25,9 +25,15 @@ Result<Reply<schema::InterfaceAttachment>> attach(PluginInstance& p, const std::
   i.setMac(mac);
   i.setModel(model);
   switch (src) {
-    case Src::Network: i.initSource().setNetwork("default"); break;
-    case Src::Bridge: i.initSource().setBridge("br0"); break;
-    case Src::User: i.initSource().setUser(); break;
+    case Src::Network:
+      i.initSource().setNetwork("default");
+      break;
+    case Src::Bridge:
+      i.initSource().setBridge("br0");
+      break;
+    case Src::User:
+      i.initSource().setUser();
+      break;
   }
   return p.call<schema::InterfaceAttachment>(VMHOST_METHOD_NETWORK_ATTACH, m);
 }
@@ -44,7 +50,8 @@ BOOST_AUTO_TEST_CASE(network_source_maps_to_libvirt_network) {
   BOOST_TEST(str(att.getType()) == "network");
   BOOST_TEST(str(att.getSource()) == "default");
   BOOST_TEST(str(att.getModel()) == "virtio");
-  BOOST_TEST(std::regex_match(str(att.getMac()), std::regex("52:54:00:[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}")));
+  BOOST_TEST(std::regex_match(str(att.getMac()),
+                              std::regex("52:54:00:[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}")));
 }
 
 BOOST_AUTO_TEST_CASE(bridge_and_user_sources) {
@@ -84,15 +91,17 @@ BOOST_AUTO_TEST_CASE(given_mac_is_kept_and_checked) {
   auto bad = attach(*p, "uid-1", "eth0", Src::Network, "52:54:00:zz:00:00");
   BOOST_TEST_REQUIRE(!bad.ok());
   BOOST_TEST(bad.error().message ==
-             "network plugin 'libvirt-network': interface eth0: mac '52:54:00:zz:00:00' is not a MAC address");
+             "network plugin 'libvirt-network': interface eth0: mac '52:54:00:zz:00:00' is not a "
+             "MAC address");
   auto multicast = attach(*p, "uid-1", "eth0", Src::Network, "01:00:5e:00:00:01");
   BOOST_TEST_REQUIRE(!multicast.ok());
   BOOST_TEST(multicast.error().code == VMHOST_ERR_INVALID_ARGUMENT);
   auto model = attach(*p, "uid-1", "eth0", Src::Network, "", "ne2k");
   BOOST_TEST_REQUIRE(!model.ok());
-  BOOST_TEST(model.error().message ==
-             "network plugin 'libvirt-network': interface eth0: model: 'ne2k' is not one of virtio, "
-             "e1000, e1000e, rtl8139");
+  BOOST_TEST(
+      model.error().message ==
+      "network plugin 'libvirt-network': interface eth0: model: 'ne2k' is not one of virtio, "
+      "e1000, e1000e, rtl8139");
 }
 
 BOOST_AUTO_TEST_CASE(config_prefix_is_used_and_checked) {
@@ -100,9 +109,10 @@ BOOST_AUTO_TEST_CASE(config_prefix_is_used_and_checked) {
   auto a = attach(*p, "uid-1", "eth0", Src::Network);
   BOOST_TEST_REQUIRE(a.ok());
   BOOST_TEST(str(a.value().get().getMac()).rfind("02:aa:00:", 0) == 0);
-  BOOST_TEST(test::createError("vmhost-network-libvirt-network.so", R"({"macPrefix":"01:00:00"})") ==
-             "plugin 'libvirt-network' (network): create failed: INVALID_ARGUMENT: config.macPrefix: "
-             "01:00:00 is a multicast prefix");
+  BOOST_TEST(
+      test::createError("vmhost-network-libvirt-network.so", R"({"macPrefix":"01:00:00"})") ==
+      "plugin 'libvirt-network' (network): create failed: INVALID_ARGUMENT: config.macPrefix: "
+      "01:00:00 is a multicast prefix");
 }
 
 BOOST_AUTO_TEST_CASE(detach_is_idempotent) {

@@ -19,7 +19,7 @@
 namespace {
 
 constexpr const char* kPinnedSha256 =
-    "a5f8fa3a4af786414517f8678afa95d9100a1a59464f2e1f91db6191383eaff6";
+    "c427a560fe08772f05b89876172731cab4727c5365a2354c4efeeb1b14bae024";
 
 std::string sha256Hex(const std::string& data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
