@@ -57,4 +57,35 @@ class VolumeStore {
   std::set<std::string> verified_;  // memoKey()s of files this instance has checked
 };
 
+// A storage plugin that is a VolumeStore over one directory: what `local`
+// and `shared-dir` share. Each only decodes its own config and says whether
+// the directory is shared between nodes.
+class VolumeStorePlugin : public sdk::StoragePlugin {
+ public:
+  // `field` names the config key of `root` in the error for a relative path.
+  VolumeStorePlugin(const std::string& field, const std::string& root, bool shared)
+      : store_(checkedRoot(field, root), shared) {}
+
+  void prepare(schema::VolumeRequest::Reader request,
+               schema::VolumeAttachment::Builder out) override {
+    store_.prepare(request, out);
+  }
+
+  void release(schema::VolumeRelease::Reader request,
+               schema::VolumeReleased::Builder out) override {
+    store_.release(request, out);
+  }
+
+ private:
+  static std::string checkedRoot(const std::string& field, const std::string& root) {
+    if (root.empty() || root[0] != '/') {
+      throw sdk::Error(VMHOST_ERR_INVALID_ARGUMENT,
+                       field + ": must be an absolute path, got '" + root + "'");
+    }
+    return root;
+  }
+
+  VolumeStore store_;
+};
+
 }  // namespace vmhost::storage

@@ -14,39 +14,20 @@
 #include <vmhost/plugin.hpp>
 #include <vmhost/plugin_config.hpp>
 
-#include <optional>
 #include <string>
 
 namespace {
 
-using vmhost::sdk::Error;
-namespace schema = vmhost::schema;
-
-class LocalStorage final : public vmhost::sdk::StoragePlugin {
+class LocalStorage final : public vmhost::storage::VolumeStorePlugin {
  public:
-  explicit LocalStorage(vmhost::sdk::PluginContext& ctx) {
-    capnp::MallocMessageBuilder message;
-    auto config = vmhost::sdk::decodeConfig<LocalConfig>(ctx, message);
-    std::string pool = config.getPool().cStr();
-    if (pool.empty() || pool[0] != '/') {
-      throw Error(VMHOST_ERR_INVALID_ARGUMENT,
-                  "config.pool: must be an absolute path, got '" + pool + "'");
-    }
-    store_.emplace(pool, /*shared=*/false);
-  }
-
-  void prepare(schema::VolumeRequest::Reader request,
-               schema::VolumeAttachment::Builder out) override {
-    store_->prepare(request, out);
-  }
-
-  void release(schema::VolumeRelease::Reader request,
-               schema::VolumeReleased::Builder out) override {
-    store_->release(request, out);
-  }
+  explicit LocalStorage(vmhost::sdk::PluginContext& ctx)
+      : VolumeStorePlugin("config.pool", configRoot(ctx), /*shared=*/false) {}
 
  private:
-  std::optional<vmhost::storage::VolumeStore> store_;
+  static std::string configRoot(vmhost::sdk::PluginContext& ctx) {
+    capnp::MallocMessageBuilder message;
+    return vmhost::sdk::decodeConfig<LocalConfig>(ctx, message).getPool().cStr();
+  }
 };
 
 }  // namespace

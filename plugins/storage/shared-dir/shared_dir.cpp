@@ -15,39 +15,20 @@
 #include <vmhost/plugin.hpp>
 #include <vmhost/plugin_config.hpp>
 
-#include <optional>
 #include <string>
 
 namespace {
 
-using vmhost::sdk::Error;
-namespace schema = vmhost::schema;
-
-class SharedDirStorage final : public vmhost::sdk::StoragePlugin {
+class SharedDirStorage final : public vmhost::storage::VolumeStorePlugin {
  public:
-  explicit SharedDirStorage(vmhost::sdk::PluginContext& ctx) {
-    capnp::MallocMessageBuilder message;
-    auto config = vmhost::sdk::decodeConfig<SharedDirConfig>(ctx, message);
-    std::string path = config.getPath().cStr();
-    if (path.empty() || path[0] != '/') {
-      throw Error(VMHOST_ERR_INVALID_ARGUMENT,
-                  "config.path: must be an absolute path, got '" + path + "'");
-    }
-    store_.emplace(path, /*shared=*/true);
-  }
-
-  void prepare(schema::VolumeRequest::Reader request,
-               schema::VolumeAttachment::Builder out) override {
-    store_->prepare(request, out);
-  }
-
-  void release(schema::VolumeRelease::Reader request,
-               schema::VolumeReleased::Builder out) override {
-    store_->release(request, out);
-  }
+  explicit SharedDirStorage(vmhost::sdk::PluginContext& ctx)
+      : VolumeStorePlugin("config.path", configRoot(ctx), /*shared=*/true) {}
 
  private:
-  std::optional<vmhost::storage::VolumeStore> store_;
+  static std::string configRoot(vmhost::sdk::PluginContext& ctx) {
+    capnp::MallocMessageBuilder message;
+    return vmhost::sdk::decodeConfig<SharedDirConfig>(ctx, message).getPath().cStr();
+  }
 };
 
 }  // namespace
