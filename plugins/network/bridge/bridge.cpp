@@ -4,7 +4,7 @@
 // configured, that it is one the VMs may use. MACs are stable per VM and
 // interface, as with libvirt-network.
 #include "config.capnp.h"
-#include "mac.h"
+#include "interface_plugin.h"
 
 #include <vmhost/plugin.hpp>
 #include <vmhost/plugin_config.hpp>
@@ -17,69 +17,38 @@
 namespace {
 
 using vmhost::sdk::Error;
-namespace net = vmhost::plugins::net;
 namespace schema = vmhost::schema;
 
-class Bridge final : public vmhost::sdk::NetworkPlugin {
+class Bridge final : public vmhost::plugins::net::LibvirtInterfacePlugin {
  public:
-  explicit Bridge(vmhost::sdk::PluginContext& ctx) {
+  explicit Bridge(vmhost::sdk::PluginContext& ctx) : Bridge(config(ctx)) {}
+
+ private:
+  struct Config {
+    std::string macPrefix;
+    std::string defaultModel;
+    std::set<std::string> allowed;
+  };
+  explicit Bridge(Config c)
+      : LibvirtInterfacePlugin(c.macPrefix, c.defaultModel), allowed_(std::move(c.allowed)) {}
+
+  static Config config(vmhost::sdk::PluginContext& ctx) {
     capnp::MallocMessageBuilder message;
-    auto config = vmhost::sdk::decodeConfig<BridgeConfig>(ctx, message);
-    prefix_ = net::checkPrefix("config.macPrefix", config.getMacPrefix().cStr());
-    defaultModel_ = config.getDefaultModel().cStr();
-    net::checkModel("config.defaultModel", defaultModel_);
-    for (auto b : config.getAllowedBridges()) {
+    auto c = vmhost::sdk::decodeConfig<BridgeConfig>(ctx, message);
+    Config out{c.getMacPrefix().cStr(), c.getDefaultModel().cStr(), {}};
+    for (auto b : c.getAllowedBridges()) {
       std::string name = b.cStr();
       if (name.empty() || name.size() >= IF_NAMESIZE) {
         throw Error(VMHOST_ERR_INVALID_ARGUMENT,
                     "config.allowedBridges: '" + name + "' is not an interface name");
       }
-      allowed_.insert(name);
+      out.allowed.insert(name);
     }
+    return out;
   }
 
-  void attach(schema::InterfaceRequest::Reader request,
-              schema::InterfaceAttachment::Builder out) override {
-    auto iface = request.getInterface();
-    std::string name = iface.getName().cStr();
-    if (name.empty()) throw Error(VMHOST_ERR_INVALID_ARGUMENT, "interface.name: must not be empty");
-    std::string model =
-        iface.getModel().size() > 0 ? std::string(iface.getModel().cStr()) : defaultModel_;
-    net::checkModel("interface " + name + ": model", model);
-    auto source = iface.getSource();
-    switch (source.which()) {
-      case schema::Interface::Source::BRIDGE:
-        out.setType("bridge");
-        out.setSource(checkBridge(request, name, source.getBridge().cStr()));
-        break;
-      // A node whose operator chose this plugin still runs VMs that ask for
-      // a libvirt network or user networking: libvirt wires those itself.
-      case schema::Interface::Source::NETWORK:
-        if (source.getNetwork().size() == 0) {
-          throw Error(VMHOST_ERR_INVALID_ARGUMENT, "interface " + name + ": network name is empty");
-        }
-        out.setType("network");
-        out.setSource(source.getNetwork());
-        break;
-      case schema::Interface::Source::USER:
-        out.setType("user");
-        break;
-      default:
-        throw Error(VMHOST_ERR_INVALID_ARGUMENT, "interface " + name + ": unknown source type");
-    }
-    out.setInterfaceName(name);
-    out.setMac(net::resolveMac(prefix_, request));
-    out.setModel(model);
-  }
-
-  void detach(schema::InterfaceRelease::Reader, schema::InterfaceReleased::Builder out) override {
-    // libvirt removes the tap from the bridge with the domain.
-    out.setReleased(false);
-  }
-
- private:
   std::string checkBridge(schema::InterfaceRequest::Reader request, const std::string& name,
-                          const std::string& bridge) const {
+                          const std::string& bridge) const override {
     if (bridge.empty() || bridge.size() >= IF_NAMESIZE) {
       throw Error(VMHOST_ERR_INVALID_ARGUMENT,
                   "interface " + name + ": bridge '" + bridge + "' is not an interface name");
@@ -88,7 +57,8 @@ class Bridge final : public vmhost::sdk::NetworkPlugin {
       throw Error(VMHOST_ERR_PERMISSION_DENIED,
                   "interface " + name + ": bridge " + bridge + " is not in config.allowedBridges");
     }
-    // Retryable: the operator may be bringing the bridge up.
+    // Checked in this process's network namespace, the node's. Retryable: the
+    // operator may be bringing the bridge up.
     if (if_nametoindex(bridge.c_str()) == 0) {
       throw Error(VMHOST_ERR_FAILED_PRECONDITION,
                   "interface " + name + ": bridge " + bridge + " does not exist on node " +
@@ -98,8 +68,6 @@ class Bridge final : public vmhost::sdk::NetworkPlugin {
     return bridge;
   }
 
-  std::string prefix_;
-  std::string defaultModel_;
   std::set<std::string> allowed_;
 };
 
