@@ -6,6 +6,7 @@
 #include "common/store/sqlite_store.h"
 #include "controller/scheduling.h"
 #include "node/agent/agent.h"
+#include "node/agent/console.h"
 #include "node/libvirt.h"
 
 #include <signal.h>
@@ -120,8 +121,10 @@ int allInOne(const std::vector<std::string>& args) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   metrics::Registry registry;
+  node::LibvirtConsoles consoles(libvirt.value());
   api::ServerOptions serverOptions;
   serverOptions.listenAddress = config.listen;
+  serverOptions.consoles = &consoles;
   api::Server server(*store.value(), registry, serverOptions);
   auto port = server.start();
   if (!port.ok()) {
