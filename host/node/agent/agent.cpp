@@ -10,6 +10,8 @@
 #include <capnp/message.h>
 #include <libvirt/libvirt.h>
 
+#include <algorithm>
+#include <cctype>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
@@ -262,7 +264,37 @@ Result<DomainSpec> NodeAgent::prepare(const api::VirtualMachine& vm,
     macs.push_back(api::InterfaceStatus{iface.name, n.mac});
     spec.interfaces.push_back(std::move(n));
   }
+  if (auto s = claimMacs({vm.metadata.ns, vm.metadata.name}, macs); !s.ok()) return s.error();
   return spec;
+}
+
+Status NodeAgent::claimMacs(const VmKey& key, const std::vector<api::InterfaceStatus>& macs) {
+  auto lower = [](std::string m) {
+    for (char& c : m) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return m;
+  };
+  std::map<std::string, std::string> seen;  // mac -> interface
+  for (const auto& i : macs) {
+    std::string mac = lower(i.mac);
+    if (mac.empty()) continue;
+    if (auto it = seen.find(mac); it != seen.end()) {
+      return Error{VMHOST_ERR_INVALID_ARGUMENT,
+                   "interfaces " + it->second + " and " + i.name + " have the same MAC " + mac,
+                   false};
+    }
+    seen[mac] = i.name;
+    auto owner = macOwners_.find(mac);
+    if (owner != macOwners_.end() && owner->second != key) {
+      return Error{VMHOST_ERR_ALREADY_EXISTS,
+                   "interface " + i.name + ": MAC " + mac + " is already used by VM " +
+                       owner->second.first + "/" + owner->second.second +
+                       " on this node (MAC collision; give this interface another macAddress)",
+                   true};
+    }
+  }
+  std::erase_if(macOwners_, [&](const auto& e) { return e.second == key; });
+  for (const auto& [mac, name] : seen) macOwners_[mac] = key;
+  return Ok{};
 }
 
 Status NodeAgent::releaseDevices(const api::VirtualMachine& vm) {
@@ -324,6 +356,7 @@ Status NodeAgent::cleanup(const VmKey& key, const std::string& expectedUid) {
   fs::remove(stateFile(key), ec);
   fs::remove(consoleLog(key), ec);
   stopping_.erase(key);
+  std::erase_if(macOwners_, [&](const auto& e) { return e.second == key; });
   return Ok{};
 }
 
@@ -542,6 +575,9 @@ void NodeAgent::run(std::stop_token stop) {
         VmKey key{object.key.ns, object.key.name};
         mine_.insert(key);
         queue_.insert(key);
+        // The MACs this node's VMs hold; a start that loses a race to a
+        // claim here retries on its next pass (the error is retryable).
+        (void)claimMacs(key, vm.value().status.interfaces);
       }
     }
     auto watch = store_.watch(api::kVirtualMachinesResource, "", list.value().revision);

@@ -91,6 +91,11 @@ class NodeAgent {
   std::set<VmKey> mine_;  // VMs bound to this node, or with a domain here
   std::map<VmKey, std::chrono::steady_clock::time_point> stopping_;  // ACPI shutdown sent at
   std::map<std::string, DomainState> lastStates_;                    // by domain name
+  // MAC -> the VM of this node that has it: a second VM asking for a MAC in
+  // use here is refused (PrepareFailed) instead of breaking both guests'
+  // networking. Rebuilt from the VMs' status on every (re)list.
+  std::map<std::string, VmKey> macOwners_;
+  Status claimMacs(const VmKey& key, const std::vector<api::InterfaceStatus>& macs);
   std::atomic<uint64_t> failures_{0};
 };
 
