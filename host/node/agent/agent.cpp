@@ -126,6 +126,48 @@ NodeAgent::NodeAgent(store::Store& store, Connection& libvirt, PluginInstance& s
   std::error_code ec;
   fs::create_directories(fs::path(options_.dataDir) / "node" / "vms", ec);
   fs::create_directories(fs::path(options_.dataDir) / "node" / "console", ec);
+  storage_.setProgressHandler([this](const std::string& uid, const std::string& what, uint64_t done,
+                                     uint64_t total) { onProgress(uid, what, done, total); });
+}
+
+NodeAgent::~NodeAgent() { storage_.setProgressHandler({}); }
+
+namespace {
+std::string mebibytes(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return buf;
+}
+}  // namespace
+
+// A storage plugin's progress (a base image being fetched) as the VM's
+// ImagesReady condition, at most once a second per VM plus the last report.
+void NodeAgent::onProgress(const std::string& uid, const std::string& what, uint64_t done,
+                           uint64_t total) {
+  VmKey key;
+  bool finished = total > 0 && done >= total;
+  {
+    std::lock_guard lock(progressMu_);
+    if (preparing_.uid != uid || uid.empty()) return;  // not the VM being prepared
+    auto now = Clock::now();
+    if (!finished && now - preparing_.lastReport < std::chrono::seconds(1)) return;
+    preparing_.lastReport = now;
+    key = preparing_.key;
+  }
+  std::string message = what + ": " + mebibytes(done);
+  if (total > 0) {
+    message += " of " + mebibytes(total) + " (" +
+               std::to_string(static_cast<int>(100.0 * static_cast<double>(done) /
+                                               static_cast<double>(total))) +
+               "%)";
+  }
+  (void)api::updateVirtualMachineStatus(
+      store_, key.first, key.second, [&](api::VirtualMachineStatus& s) {
+        if (s.nodeName != options_.nodeName) return false;
+        setCondition(s.conditions, "ImagesReady", finished ? "True" : "False",
+                     finished ? "Fetched" : "Fetching", message);
+        return true;
+      });
 }
 
 std::string NodeAgent::stateFile(const VmKey& key) const {
@@ -185,6 +227,17 @@ Status NodeAgent::setPhase(const api::VirtualMachine& vm, const std::string& pha
 
 Result<DomainSpec> NodeAgent::prepare(const api::VirtualMachine& vm,
                                       std::vector<api::InterfaceStatus>& macs) {
+  {
+    std::lock_guard lock(progressMu_);
+    preparing_ = Preparing{vm.metadata.uid, {vm.metadata.ns, vm.metadata.name}, {}};
+  }
+  struct Done {
+    NodeAgent* self;
+    ~Done() {
+      std::lock_guard lock(self->progressMu_);
+      self->preparing_ = {};
+    }
+  } done{this};
   DomainSpec spec;
   spec.name = domainName(vm.metadata.ns, vm.metadata.name);
   spec.uuid = vm.metadata.uid;

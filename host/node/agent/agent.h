@@ -26,6 +26,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <set>
 #include <stop_token>
 #include <string>
@@ -48,6 +49,9 @@ class NodeAgent {
   // Everything passed by reference must outlive the agent.
   NodeAgent(store::Store& store, Connection& libvirt, PluginInstance& storage,
             PluginInstance& network, metrics::Registry& metrics, AgentOptions options);
+  ~NodeAgent();
+  NodeAgent(const NodeAgent&) = delete;
+  NodeAgent& operator=(const NodeAgent&) = delete;
 
   // Creates or refreshes this node's Node object (capacity from libvirt).
   Status registerNode();
@@ -96,6 +100,17 @@ class NodeAgent {
   // networking. Rebuilt from the VMs' status on every (re)list.
   std::map<std::string, VmKey> macOwners_;
   Status claimMacs(const VmKey& key, const std::vector<api::InterfaceStatus>& macs);
+
+  // The VM whose disks are being prepared: the storage plugin's progress
+  // reports (from any thread) are written to its status.
+  struct Preparing {
+    std::string uid;
+    VmKey key;
+    std::chrono::steady_clock::time_point lastReport{};
+  };
+  void onProgress(const std::string& uid, const std::string& what, uint64_t done, uint64_t total);
+  std::mutex progressMu_;
+  Preparing preparing_;
   std::atomic<uint64_t> failures_{0};
 };
 

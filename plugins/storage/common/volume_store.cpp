@@ -309,6 +309,25 @@ struct Download {
   int writeErrno = 0;
 };
 
+struct FetchProgress {
+  const VolumeStore::Progress* report;  // nullptr: nobody listens
+  std::string vmUid;
+  std::string what;
+  std::chrono::steady_clock::time_point last{};
+};
+
+// curl's transfer callback: at most every 200 ms, and never aborts.
+int onProgress(void* user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t, curl_off_t) {
+  auto* p = static_cast<FetchProgress*>(user);
+  auto now = std::chrono::steady_clock::now();
+  if (dlnow > 0 && now - p->last >= std::chrono::milliseconds(200)) {
+    p->last = now;
+    (*p->report)(p->vmUid, p->what, static_cast<uint64_t>(dlnow),
+                 static_cast<uint64_t>(std::max<curl_off_t>(0, dltotal)));
+  }
+  return 0;
+}
+
 size_t onData(char* data, size_t size, size_t count, void* user) {
   auto* d = static_cast<Download*>(user);
   size_t total = size * count;
@@ -339,10 +358,11 @@ std::string memoKey(const std::string& path, const std::string& sha256) {
 
 }  // namespace
 
-VolumeStore::VolumeStore(std::string root, bool shared) : root_(std::move(root)), shared_(shared) {}
+VolumeStore::VolumeStore(std::string root, bool shared, Progress progress)
+    : root_(std::move(root)), shared_(shared), progress_(std::move(progress)) {}
 
-VolumeStore::Base VolumeStore::resolveImage(const std::string& volume,
-                                            schema::Image::Reader image) {
+VolumeStore::Base VolumeStore::resolveImage(const std::string& volume, schema::Image::Reader image,
+                                            const std::string& vmUid) {
   std::string path = image.getPath().cStr(), url = image.getUrl().cStr();
   std::string sha = image.getSha256().cStr();
   if (!sha.empty() && !std::regex_match(sha, std::regex("[0-9a-f]{64}"))) {
@@ -363,14 +383,14 @@ VolumeStore::Base VolumeStore::resolveImage(const std::string& volume,
                   "volume " + volume + ": image.path must be absolute, got '" + path + "'");
     }
   } else {
-    path = fetch(volume, url, sha);
+    path = fetch(volume, url, sha, vmUid);
   }
   if (!sha.empty()) verify(volume, path, sha);
   return {path, probeFormat(volume, path, nullptr)};
 }
 
 std::string VolumeStore::fetch(const std::string& volume, const std::string& url,
-                               const std::string& sha256) {
+                               const std::string& sha256, const std::string& vmUid) {
   if (url.rfind("file://", 0) != 0 && url.rfind("http://", 0) != 0 &&
       url.rfind("https://", 0) != 0) {
     throw Error(VMHOST_ERR_INVALID_ARGUMENT,
@@ -410,7 +430,20 @@ std::string VolumeStore::fetch(const std::string& volume, const std::string& url
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curlErr);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, onData);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &d);
+  FetchProgress progress{progress_ ? &progress_ : nullptr, vmUid,
+                         "volume " + volume + ": fetching " + url};
+  if (progress.report != nullptr) {
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, onProgress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &progress);
+  }
   CURLcode rc = curl_easy_perform(curl);
+  if (rc == CURLE_OK && progress.report != nullptr) {
+    curl_off_t got = 0;
+    curl_easy_getinfo(curl, CURLINFO_SIZE_DOWNLOAD_T, &got);
+    (*progress.report)(vmUid, progress.what, static_cast<uint64_t>(got),
+                       static_cast<uint64_t>(got));
+  }
   long httpCode = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &httpCode);
   curl_easy_cleanup(curl);
@@ -499,6 +532,7 @@ void VolumeStore::prepare(schema::VolumeRequest::Reader request,
   auto vm = request.getVm();
   auto volume = request.getVolume();
   std::string ns = vm.getNamespace().cStr(), name = vm.getName().cStr();
+  std::string uid = vm.getUid().cStr();
   std::string volName = volume.getName().cStr();
   checkName("vm.namespace", ns);
   checkName("vm.name", name);
@@ -534,7 +568,7 @@ void VolumeStore::prepare(schema::VolumeRequest::Reader request,
       fs::path file = vmDir / (volName + ".ephemeral.qcow2");
       bool created = false;
       if (::access(file.c_str(), F_OK) != 0) {
-        Base base = resolveImage(volName, source.getEphemeral());
+        Base base = resolveImage(volName, source.getEphemeral(), uid);
         std::vector<std::string> tail;
         uint64_t baseSize = 0;
         probeFormat(volName, base.path, &baseSize);
@@ -560,7 +594,7 @@ void VolumeStore::prepare(schema::VolumeRequest::Reader request,
                                       persistent.getImage().getUrl().size() > 0)) {
           // A copy, not an overlay: a disk that outlives the VM must not
           // depend on a base file that can be replaced or cleaned up.
-          Base base = resolveImage(volName, persistent.getImage());
+          Base base = resolveImage(volName, persistent.getImage(), uid);
           created = createOnce(volName, file, "copying " + base.path,
                                {"convert", "-q", "-f", base.format, "-O", "qcow2", base.path}, {});
         } else {
