@@ -118,6 +118,15 @@ NodeAgent::NodeAgent(store::Store& store, Connection& libvirt, PluginInstance& s
       h.ok()) {
     reconcileLatency_ = h.value();
   }
+  if (auto h = metrics.histogram(
+          "vmhost_node_vm_start_step_seconds",
+          "Time of each step of starting a VM on a node: storage (the storage plugin "
+          "prepares every disk), network (the network plugin attaches every NIC), define "
+          "(libvirt defines the domain), start (libvirt starts it)",
+          {"node", "step"});
+      h.ok()) {
+    startSteps_ = h.value();
+  }
   if (auto c = metrics.counter("vmhost_node_reconcile_errors_total",
                                "Reconcile passes that ended with an error", {"node"});
       c.ok()) {
@@ -262,6 +271,15 @@ Result<DomainSpec> NodeAgent::prepare(const api::VirtualMachine& vm,
     if (vm.spec.video->heads) v.heads = static_cast<uint32_t>(*vm.spec.video->heads);
     spec.video = v;
   }
+  auto stepStart = Clock::now();
+  auto step = [&](const char* name) {
+    auto now = Clock::now();
+    if (startSteps_ != nullptr) {
+      startSteps_->observe({options_.nodeName, name},
+                           std::chrono::duration<double>(now - stepStart).count());
+    }
+    stepStart = now;
+  };
   auto indexes = diskIndexes(vm);
   for (size_t i = 0; i < vm.spec.disks.size(); ++i) {
     const api::Disk& disk = vm.spec.disks[i];
@@ -293,6 +311,7 @@ Result<DomainSpec> NodeAgent::prepare(const api::VirtualMachine& vm,
     d.shared = a.getShared();
     spec.disks.push_back(std::move(d));
   }
+  step("storage");
   for (size_t i = 0; i < vm.spec.interfaces.size(); ++i) {
     const api::Interface& iface = vm.spec.interfaces[i];
     capnp::MallocMessageBuilder message;
@@ -318,6 +337,7 @@ Result<DomainSpec> NodeAgent::prepare(const api::VirtualMachine& vm,
     spec.interfaces.push_back(std::move(n));
   }
   if (auto s = claimMacs({vm.metadata.ns, vm.metadata.name}, macs); !s.ok()) return s.error();
+  step("network");
   return spec;
 }
 
@@ -462,6 +482,7 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
     std::ofstream out(stateFile(key), std::ios::trunc);
     out << api::storeValue(vm);
   }
+  auto defineStart = Clock::now();
   auto defined = libvirt_.define(spec.value());
   if (!defined.ok()) {
     // A definition libvirt refuses as invalid will not get better by
@@ -472,10 +493,19 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
                    "False", "DefineFailed", defined.error().message);
     return defined.error();
   }
+  auto startStart = Clock::now();
+  if (startSteps_ != nullptr) {
+    startSteps_->observe({options_.nodeName, "define"},
+                         std::chrono::duration<double>(startStart - defineStart).count());
+  }
   if (auto s = defined.value().start(); !s.ok()) {
     (void)setPhase(vm, vm.status.phase.empty() ? "Scheduled" : vm.status.phase, "False",
                    "StartFailed", s.error().message);
     return s.error();
+  }
+  if (startSteps_ != nullptr) {
+    startSteps_->observe({options_.nodeName, "start"},
+                         std::chrono::duration<double>(Clock::now() - startStart).count());
   }
   lastStates_[defined.value().name()] = DomainState::kRunning;
   auto r = api::updateVirtualMachineStatus(

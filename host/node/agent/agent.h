@@ -89,6 +89,7 @@ class NodeAgent {
   PluginInstance& network_;
   AgentOptions options_;
   metrics::Histogram* reconcileLatency_ = nullptr;
+  metrics::Histogram* startSteps_ = nullptr;  // {node, step}
   metrics::Counter* reconcileErrors_ = nullptr;
 
   std::set<VmKey> queue_;

@@ -254,6 +254,46 @@ bool createOnce(const std::string& volume, const fs::path& file, const std::stri
   return publish(volume, tmp, file);
 }
 
+// Publishes a copy of the overlay template `from` as `file` (unless it
+// exists). A fresh qcow2 overlay holds nothing but its header, an empty L1
+// table and refcounts, and nothing in it is unique to an image, so copying
+// one is creating one: ~0.2 MB of copy instead of a qemu-img process
+// (10-30 ms, more on a busy node) on every VM start.
+bool copyOverlay(const std::string& volume, const fs::path& from, const fs::path& file) {
+  if (::access(file.c_str(), F_OK) == 0) return false;
+  makeDirs(volume, file.parent_path());
+  std::string tmp = tempName(file);
+  int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0)
+    throwErrno("volume " + volume + ": reading the overlay template " + from.string(), errno);
+  int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (out < 0) {
+    int err = errno;
+    ::close(in);
+    throwErrno("volume " + volume + ": creating " + tmp, err);
+  }
+  struct stat st {};
+  ::fstat(in, &st);
+  off_t left = st.st_size;
+  int err = 0;
+  for (int guard = 0; left > 0 && guard < 1'000'000; ++guard) {
+    ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, static_cast<size_t>(left), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+    left -= n;
+  }
+  ::close(in);
+  if (::close(out) != 0 && err == 0) err = errno;
+  if (err != 0) {
+    ::unlink(tmp.c_str());
+    throwErrno("volume " + volume + ": copying the overlay template to " + tmp, err);
+  }
+  return publish(volume, tmp, file);
+}
+
 // Grows a qcow2 volume to `size` when it is smaller (never shrinks).
 void growTo(const std::string& volume, const fs::path& file, uint64_t size) {
   uint64_t current = 0;
@@ -357,6 +397,17 @@ std::string memoKey(const std::string& path, const std::string& sha256) {
 }
 
 }  // namespace
+
+// The overlay template of `base`: made once with qemu-img under
+// images/overlays/, named after the base as it is now (path, size, mtime),
+// so a replaced base gets a new template.
+fs::path VolumeStore::overlayTemplate(const std::string& volume, const Base& base) {
+  fs::path file = fs::path(root_) / "images" / "overlays" /
+                  (sha256Of(memoKey(base.path, base.format)) + ".qcow2");
+  createOnce(volume, file, "creating an overlay on " + base.path,
+             {"create", "-q", "-f", "qcow2", "-F", base.format, "-b", base.path}, {});
+  return file;
+}
 
 VolumeStore::VolumeStore(std::string root, bool shared, Progress progress)
     : root_(std::move(root)), shared_(shared), progress_(std::move(progress)) {}
@@ -572,10 +623,13 @@ void VolumeStore::prepare(schema::VolumeRequest::Reader request,
         std::vector<std::string> tail;
         uint64_t baseSize = 0;
         probeFormat(volName, base.path, &baseSize);
-        if (size > baseSize) tail.push_back(std::to_string(size));
-        created =
-            createOnce(volName, file, "creating an overlay on " + base.path,
-                       {"create", "-q", "-f", "qcow2", "-F", base.format, "-b", base.path}, tail);
+        if (size > baseSize) {
+          created = createOnce(volName, file, "creating an overlay on " + base.path,
+                               {"create", "-q", "-f", "qcow2", "-F", base.format, "-b", base.path},
+                               {std::to_string(size)});
+        } else {
+          created = copyOverlay(volName, overlayTemplate(volName, base), file);
+        }
       }
       if (!created) growTo(volName, file, size);
       out.setSourcePath(file.string());

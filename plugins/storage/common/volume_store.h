@@ -5,6 +5,8 @@
 //   vms/<ns>/<vm>/<volume>.ephemeral.qcow2   overlays on a base image (gone on release)
 //   persistent/<ns>/<claim>.qcow2            named disks (claimName, or "<vm>-<volume>")
 //   images/<sha256 of the URL>               base images fetched from a URL, once
+//   images/overlays/<sha256>.qcow2           an empty overlay per base image (path, size,
+//                                            mtime): each VM's overlay is a copy of it
 // No path contains the node's name, so a root every node mounts at the same
 // path (shared-dir) gives every node the same volumes.
 //
@@ -28,6 +30,7 @@
 
 #include <vmhost/plugin.hpp>
 
+#include <filesystem>
 #include <functional>
 #include <mutex>
 #include <set>
@@ -58,6 +61,7 @@ class VolumeStore {
   std::string fetch(const std::string& volume, const std::string& url, const std::string& sha256,
                     const std::string& vmUid);
   void verify(const std::string& volume, const std::string& path, const std::string& sha256);
+  std::filesystem::path overlayTemplate(const std::string& volume, const Base& base);
 
   std::string root_;
   bool shared_;
