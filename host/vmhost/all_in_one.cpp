@@ -153,9 +153,11 @@ int allInOne(const std::vector<std::string>& args) {
   agentOptions.labels = config.node.labels;
   agentOptions.stopGracePeriod = std::chrono::seconds(config.node.stopGracePeriodSeconds);
   agentOptions.resync = std::chrono::seconds(config.node.resyncSeconds);
+  agentOptions.heartbeat = std::chrono::seconds(config.node.heartbeatSeconds);
   agentOptions.cpuAllocationRatio = config.node.cpuAllocationRatio;
   agentOptions.memoryAllocationRatio = config.node.memoryAllocationRatio;
-  node::NodeAgent agent(*store.value(), libvirt.value(), plugins.value().get(VMHOST_KIND_STORAGE),
+  node::StoreControlPlane controlPlane(*store.value());
+  node::NodeAgent agent(controlPlane, libvirt.value(), plugins.value().get(VMHOST_KIND_STORAGE),
                         plugins.value().get(VMHOST_KIND_NETWORK), registry, agentOptions);
   if (auto s = agent.registerNode(); !s.ok()) {
     std::fprintf(stderr, "node %s: %s\n", config.node.name.c_str(), s.error().message.c_str());

@@ -106,9 +106,9 @@ bool isStopped(DomainState s) { return s == DomainState::kShutOff || s == Domain
 
 }  // namespace
 
-NodeAgent::NodeAgent(store::Store& store, Connection& libvirt, PluginInstance& storage,
+NodeAgent::NodeAgent(ControlPlane& control, Connection& libvirt, PluginInstance& storage,
                      PluginInstance& network, metrics::Registry& metrics, AgentOptions options)
-    : store_(store),
+    : control_(control),
       libvirt_(libvirt),
       storage_(storage),
       network_(network),
@@ -170,13 +170,12 @@ void NodeAgent::onProgress(const std::string& uid, const std::string& what, uint
                                                static_cast<double>(total))) +
                "%)";
   }
-  (void)api::updateVirtualMachineStatus(
-      store_, key.first, key.second, [&](api::VirtualMachineStatus& s) {
-        if (s.nodeName != options_.nodeName) return false;
-        setCondition(s.conditions, "ImagesReady", finished ? "True" : "False",
-                     finished ? "Fetched" : "Fetching", message);
-        return true;
-      });
+  (void)control_.updateVmStatus(key.first, key.second, [&](api::VirtualMachineStatus& s) {
+    if (s.nodeName != options_.nodeName) return false;
+    setCondition(s.conditions, "ImagesReady", finished ? "True" : "False",
+                 finished ? "Fetched" : "Fetching", message);
+    return true;
+  });
 }
 
 std::string NodeAgent::stateFile(const VmKey& key) const {
@@ -214,16 +213,14 @@ Status NodeAgent::registerNode() {
   node.status.allocatable = node.status.capacity;
   setCondition(node.status.conditions, "Ready", "True", "NodeAgentReady",
                "vmhost node agent is running (libvirt " + libvirt_.uri() + ")");
-  auto r = api::registerNode(store_, node);
-  if (!r.ok()) return r.error();
-  return Ok{};
+  return control_.registerNode(node);
 }
 
 Status NodeAgent::setPhase(const api::VirtualMachine& vm, const std::string& phase,
                            const std::string& readyStatus, const std::string& reason,
                            const std::string& message) {
-  auto r = api::updateVirtualMachineStatus(
-      store_, vm.metadata.ns, vm.metadata.name, [&](api::VirtualMachineStatus& s) {
+  auto r =
+      control_.updateVmStatus(vm.metadata.ns, vm.metadata.name, [&](api::VirtualMachineStatus& s) {
         if (s.nodeName != options_.nodeName) return false;  // re-bound meanwhile: not ours to say
         bool changed = s.phase != phase;
         s.phase = phase;
@@ -508,8 +505,8 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
                          std::chrono::duration<double>(Clock::now() - startStart).count());
   }
   lastStates_[defined.value().name()] = DomainState::kRunning;
-  auto r = api::updateVirtualMachineStatus(
-      store_, vm.metadata.ns, vm.metadata.name, [&](api::VirtualMachineStatus& s) {
+  auto r =
+      control_.updateVmStatus(vm.metadata.ns, vm.metadata.name, [&](api::VirtualMachineStatus& s) {
         if (s.nodeName != options_.nodeName) return false;
         s.phase = "Running";
         s.interfaces = macs;
@@ -564,15 +561,13 @@ Status NodeAgent::reconcile(const std::string& ns, const std::string& name) {
     }
     return s;
   };
-  auto object = store_.get(api::virtualMachineKey(ns, name));
-  if (!object.ok() && object.error().code != VMHOST_ERR_NOT_FOUND) return finish(object.error());
-  if (!object.ok()) {
+  auto current = control_.getVm(ns, name);
+  if (!current.ok()) return finish(current.error());
+  if (!current.value()) {
     mine_.erase(key);
     return finish(cleanup(key, ""));
   }
-  auto decoded = api::decodeStoredVirtualMachine(object.value());
-  if (!decoded.ok()) return finish(decoded.error());
-  const api::VirtualMachine& vm = decoded.value();
+  const api::VirtualMachine& vm = *current.value();
 
   std::optional<Domain> domain;
   auto found = libvirt_.lookupByName(domainName(ns, name));
@@ -647,55 +642,59 @@ void NodeAgent::run(std::stop_token stop) {
       continue;
     }
     adopt();
-    auto list = store_.list(api::kVirtualMachinesResource, "");
-    if (!list.ok()) {
+    auto snapshot = control_.listAndWatch();
+    if (!snapshot.ok()) {
+      std::fprintf(stderr, "node %s: listing VMs: %s\n", options_.nodeName.c_str(),
+                   snapshot.error().message.c_str());
       std::this_thread::sleep_for(std::chrono::seconds(1));
       continue;
     }
-    for (const auto& object : list.value().items) {
-      auto vm = api::decodeStoredVirtualMachine(object);
-      if (vm.ok() && vm.value().status.nodeName == options_.nodeName) {
-        VmKey key{object.key.ns, object.key.name};
+    for (const auto& vm : snapshot.value().vms) {
+      if (vm.status.nodeName == options_.nodeName) {
+        VmKey key{vm.metadata.ns, vm.metadata.name};
         mine_.insert(key);
         queue_.insert(key);
         // The MACs this node's VMs hold; a start that loses a race to a
         // claim here retries on its next pass (the error is retryable).
-        (void)claimMacs(key, vm.value().status.interfaces);
+        (void)claimMacs(key, vm.status.interfaces);
       }
     }
-    auto watch = store_.watch(api::kVirtualMachinesResource, "", list.value().revision);
-    if (!watch.ok()) {
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-      continue;
-    }
+    auto& feed = *snapshot.value().feed;
     std::mutex mu;
     std::condition_variable cv;
     bool woken = false;
-    watch.value()->setNotify([&] {
+    feed.setNotify([&] {
       std::lock_guard<std::mutex> lock(mu);
       woken = true;
       cv.notify_one();
     });
     auto lastResync = Clock::now();
+    auto lastHeartbeat = Clock::now();
     auto lastPoll = Clock::now();
     bool relist = false;
     while (!stop.stop_requested() && !relist) {
       for (int n = 0; n < 10000; ++n) {
-        auto event = watch.value()->tryNext();
+        auto event = feed.tryNext();
         if (!event) break;
-        if (event->type == store::WatchEventType::kError) {
+        if (event->type == VmEvent::Type::kRelist) {
           relist = true;
           break;
         }
-        VmKey key{event->object->key.ns, event->object->key.name};
-        if (event->type == store::WatchEventType::kDeleted) {
+        VmKey key{event->vm.metadata.ns, event->vm.metadata.name};
+        if (event->type == VmEvent::Type::kDeleted) {
           if (mine_.count(key)) queue_.insert(key);
           continue;
         }
-        auto vm = api::decodeStoredVirtualMachine(*event->object);
-        if ((vm.ok() && vm.value().status.nodeName == options_.nodeName) || mine_.count(key)) {
+        if (event->vm.status.nodeName == options_.nodeName || mine_.count(key)) {
           queue_.insert(key);
         }
+      }
+      if (Clock::now() - lastHeartbeat >= options_.heartbeat) {
+        if (auto s = control_.heartbeat(); !s.ok()) {
+          std::fprintf(stderr, "node %s: heartbeat: %s\n", options_.nodeName.c_str(),
+                       s.error().message.c_str());
+        }
+        lastHeartbeat = Clock::now();
       }
       if (Clock::now() - lastPoll >= options_.domainPoll) {
         pollDomains();

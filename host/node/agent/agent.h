@@ -20,7 +20,7 @@
 #include "api/types.h"
 #include "common/metrics.h"
 #include "common/plugin_host.h"
-#include "common/store/store.h"
+#include "node/agent/control_plane.h"
 #include "node/libvirt.h"
 
 #include <atomic>
@@ -39,6 +39,7 @@ struct AgentOptions {
   std::map<std::string, std::string> labels;
   std::chrono::seconds stopGracePeriod{30};  // ACPI shutdown, then a forced stop
   std::chrono::seconds resync{10};
+  std::chrono::seconds heartbeat{10};  // how often the node tells the controller it is alive
   std::chrono::milliseconds domainPoll{1000};  // how often domain states are compared
   double cpuAllocationRatio = 0;               // 0: the scheduler's default
   double memoryAllocationRatio = 0;
@@ -47,7 +48,7 @@ struct AgentOptions {
 class NodeAgent {
  public:
   // Everything passed by reference must outlive the agent.
-  NodeAgent(store::Store& store, Connection& libvirt, PluginInstance& storage,
+  NodeAgent(ControlPlane& control, Connection& libvirt, PluginInstance& storage,
             PluginInstance& network, metrics::Registry& metrics, AgentOptions options);
   ~NodeAgent();
   NodeAgent(const NodeAgent&) = delete;
@@ -83,7 +84,7 @@ class NodeAgent {
   bool adopt();  // lists domains: queues the VMs of those this node owns
   void pollDomains();
 
-  store::Store& store_;
+  ControlPlane& control_;
   Connection& libvirt_;
   PluginInstance& storage_;
   PluginInstance& network_;

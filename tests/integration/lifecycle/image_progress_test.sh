@@ -83,7 +83,7 @@ final=$(images_condition fetch-1 message)
 echo "  after: $final"
 check "the last report is 100%" grep -q '6.0 MiB of 6.0 MiB (100%)' <<<"$final"
 check "the image is cached once in the pool" \
-  test "$(find "$WORK/pool/images" -type f | wc -l)" -eq 1
+  test "$(find "$WORK/pool/images" -maxdepth 1 -type f | wc -l)" -eq 1
 
 vm_yaml fetch-2 >"$WORK/vm2.yaml"
 check "a second VM on the same URL" vmctl aio apply -f "$WORK/vm2.yaml"
