@@ -5,6 +5,7 @@
 #include "api/openapi.h"
 #include "api/selectors.h"
 #include "api/types.h"
+#include "common/waker.h"
 
 #include <kj/async-io.h>
 #include <kj/compat/http.h>
@@ -553,40 +554,7 @@ struct NodeTraits {
   }
 };
 
-// Wakes a watch's event loop from a store writer's thread.
-class Waker {
- public:
-  void notify() {
-    std::lock_guard lock(mu_);
-    if (fulfiller_) {
-      fulfiller_->fulfill();
-      fulfiller_ = nullptr;
-    } else {
-      pending_ = true;
-    }
-  }
-  // Drops a pending fulfiller on the loop thread (after the store watch is
-  // closed, so no notify can race with it).
-  void reset() {
-    std::lock_guard lock(mu_);
-    fulfiller_ = nullptr;
-  }
-  kj::Promise<void> wait() {
-    std::lock_guard lock(mu_);
-    if (pending_) {
-      pending_ = false;
-      return kj::READY_NOW;
-    }
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
-    fulfiller_ = kj::mv(paf.fulfiller);
-    return kj::mv(paf.promise);
-  }
-
- private:
-  std::mutex mu_;
-  bool pending_ = false;
-  kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller_;
-};
+using vmhost::Waker;
 
 struct Services {
   store::Store& store;

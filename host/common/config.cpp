@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 #include <boost/dll/runtime_symbol_info.hpp>
 
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
@@ -142,7 +143,7 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
     return configError(file, &mark, "the config must be a mapping of keys to values");
   }
   static const std::vector<std::string> kTopKeys = {"pluginDir", "plugins", "dataDir", "listen",
-                                                    "nodeName",  "libvirt", "node"};
+                                                    "nodeName",  "libvirt", "node",    "cluster"};
   if (auto bad = unknownKey(root, kTopKeys)) {
     return configError(
         file, &bad->second,
@@ -199,6 +200,75 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
         return configError(file, &m, "libvirt.uri: expected a libvirt URI like qemu:///system");
       }
       config.libvirtUri = uri.Scalar();
+    }
+  }
+  if (auto cl = root["cluster"]) {
+    auto mark = cl.Mark();
+    if (!cl.IsMap()) return configError(file, &mark, "cluster: must be a mapping");
+    static const std::vector<std::string> kKeys = {"listen", "controller", "joinToken",
+                                                   "joinTokenFile", "heartbeatTimeoutSeconds"};
+    if (auto bad = unknownKey(cl, kKeys)) {
+      return configError(
+          file, &bad->second,
+          "cluster: unknown key '" + bad->first + "' (expected one of: " + joinKeys(kKeys) + ")");
+    }
+    static const std::regex kAddress(R"(([0-9.]+|\[[0-9a-fA-F:]+\]|[a-zA-Z0-9.-]+):[0-9]{1,5})");
+    for (const char* key : {"listen", "controller"}) {
+      auto n = cl[key];
+      if (!n) continue;
+      auto m = n.Mark();
+      if (!n.IsScalar() || !std::regex_match(n.Scalar(), kAddress)) {
+        return configError(file, &m,
+                           std::string("cluster.") + key + ": expected ADDRESS:PORT, got '" +
+                               (n.IsScalar() ? n.Scalar() : std::string("(not a string)")) + "'");
+      }
+      (std::string(key) == "listen" ? config.cluster.listen : config.cluster.controller) =
+          n.Scalar();
+    }
+    if (cl["joinToken"] && cl["joinTokenFile"]) {
+      auto m = cl["joinTokenFile"].Mark();
+      return configError(file, &m, "cluster: give joinToken or joinTokenFile, not both");
+    }
+    if (auto n = cl["joinToken"]) {
+      auto m = n.Mark();
+      if (!n.IsScalar() || n.Scalar().size() < 16) {
+        return configError(file, &m,
+                           "cluster.joinToken: must be a string of 16 characters or more");
+      }
+      config.cluster.joinToken = n.Scalar();
+    }
+    if (auto n = cl["joinTokenFile"]) {
+      auto m = n.Mark();
+      if (!n.IsScalar() || n.Scalar().empty()) {
+        return configError(file, &m, "cluster.joinTokenFile: must be a path");
+      }
+      std::string path = resolve(file, n.Scalar());
+      std::ifstream in(path);
+      std::string token;
+      if (!in || !std::getline(in, token)) {
+        return configError(file, &m, "cluster.joinTokenFile: cannot read " + path);
+      }
+      while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) {
+        token.pop_back();
+      }
+      if (token.size() < 16) {
+        return configError(file, &m,
+                           "cluster.joinTokenFile: " + path + " holds no token of 16+ characters");
+      }
+      config.cluster.joinToken = token;
+    }
+    if (auto n = cl["heartbeatTimeoutSeconds"]) {
+      auto m = n.Mark();
+      int64_t v = 0;
+      try {
+        v = n.as<int64_t>();
+      } catch (const YAML::Exception&) {
+        return configError(file, &m, "cluster.heartbeatTimeoutSeconds: expected an integer");
+      }
+      if (v < 2 || v > 3600) {
+        return configError(file, &m, "cluster.heartbeatTimeoutSeconds: must be in 2..3600");
+      }
+      config.cluster.heartbeatTimeoutSeconds = v;
     }
   }
   if (auto nd = root["node"]) {

@@ -45,6 +45,14 @@ struct NodeSettings {
   double memoryAllocationRatio = 0;
 };
 
+// The cluster's node <-> controller link (`cluster:` section).
+struct ClusterSettings {
+  std::string listen = "127.0.0.1:7070";  // controller: where nodes connect
+  std::string controller;                 // node: the controller's ADDRESS:PORT
+  std::string joinToken;                  // `joinToken:`, or read from `joinTokenFile:`
+  int64_t heartbeatTimeoutSeconds = 40;   // controller: NotReady after this long
+};
+
 struct HostConfig {
   std::string file;       // the config file, as given (for messages)
   std::string pluginDir;  // resolved
@@ -54,6 +62,7 @@ struct HostConfig {
   // libvirt connection URI; "{dataDir}" is replaced by dataDir.
   std::string libvirtUri = "qemu:///system";
   NodeSettings node;
+  ClusterSettings cluster;
 
   const PluginSlot& slot(vmhost_plugin_kind kind) const { return plugins[kind - 1]; }
 };

@@ -1,0 +1,525 @@
+#include "controller/node_server.h"
+
+#include "api/objects.h"
+#include "common/waker.h"
+#include "controller/conditions.h"
+#include "rpc/cluster.capnp.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <capnp/rpc.h>
+#include <kj/async-io.h>
+#include <kj/debug.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <atomic>
+#include <cstdio>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <regex>
+#include <set>
+#include <thread>
+
+namespace vmhost::controller {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using VmKey = std::pair<std::string, std::string>;
+
+void logLine(const std::string& line) { std::fprintf(stderr, "controller: %s\n", line.c_str()); }
+
+bool validNodeName(const std::string& name) {
+  static const std::regex kName("[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?");
+  return std::regex_match(name, kName);
+}
+
+// Compares without an early exit, so timing says nothing about the token.
+bool sameToken(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+  }
+  return diff == 0;
+}
+
+std::string text(capnp::Data::Reader d) {
+  return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
+}
+
+capnp::ReaderOptions readerOptions() {
+  capnp::ReaderOptions o;
+  o.traversalLimitInWords = NodeServer::kMaxMessageWords;
+  o.nestingLimit = 64;
+  return o;
+}
+
+// One joined node, as the loop thread sees it.
+struct NodeConn {
+  std::string name;
+  std::string peer;
+  rpc::NodeEvents::Client events;
+  std::deque<std::pair<rpc::VmEvent::Type, std::string>> pending;
+  bool inFlight = false;
+  bool closed = false;
+  NodeConn(std::string n, std::string p, rpc::NodeEvents::Client e)
+      : name(std::move(n)), peer(std::move(p)), events(kj::mv(e)) {}
+};
+
+}  // namespace
+
+struct NodeServer::Impl {
+  Impl(store::Store& s, metrics::Registry& m, NodeServerOptions o)
+      : store(s), metrics(m), options(std::move(o)) {}
+
+  store::Store& store;
+  metrics::Registry& metrics;
+  NodeServerOptions options;
+  std::atomic<uint16_t> port{0};
+  std::thread thread;
+  std::mutex mu;
+  bool started = false;
+  kj::Own<kj::CrossThreadPromiseFulfiller<void>> stopFulfiller;
+
+  // ---- loop-thread state
+  std::map<std::string, std::shared_ptr<NodeConn>> conns;
+  std::map<VmKey, std::pair<std::string, std::string>> vms;  // -> (node, stored JSON)
+  std::map<std::string, Clock::time_point> lastSeen;
+  std::set<std::string> notReady;
+  std::unique_ptr<store::Watch> watch;
+  Waker waker;
+  kj::TaskSet* tasks = nullptr;
+
+  // ---- pushing VMs to nodes
+  void enqueue(const std::string& node, rpc::VmEvent::Type type, const std::string& json) {
+    auto it = conns.find(node);
+    if (it == conns.end() || it->second->closed) return;  // sent in full at its next join
+    it->second->pending.emplace_back(type, json);
+  }
+
+  void flush(const std::shared_ptr<NodeConn>& conn) {
+    if (conn->inFlight || conn->closed || conn->pending.empty()) return;
+    auto req = conn->events.vmsChangedRequest();
+    size_t n = std::min<size_t>(conn->pending.size(), 512);
+    auto list = req.initEvents(static_cast<unsigned>(n));
+    for (size_t i = 0; i < n; ++i) {
+      auto& [type, json] = conn->pending.front();
+      list[i].setType(type);
+      if (!json.empty()) {
+        list[i].setObject(
+            capnp::Data::Reader(reinterpret_cast<const kj::byte*>(json.data()), json.size()));
+      }
+      conn->pending.pop_front();
+    }
+    conn->inFlight = true;
+    tasks->add(req.send().then(
+        [this, conn](auto&&) {
+          conn->inFlight = false;
+          flush(conn);
+        },
+        [conn](kj::Exception&& e) {
+          // The node went away; its session's destructor unregisters it.
+          conn->closed = true;
+          logLine("node " + conn->name +
+                  ": pushing VMs failed: " + std::string(e.getDescription().cStr()));
+        }));
+  }
+
+  void flushAll() {
+    for (auto& [name, conn] : conns) flush(conn);
+  }
+
+  // The VM's node binding changed (or the VM did): tell the nodes concerned.
+  void apply(const VmKey& key, const std::string& newNode, const std::string& json, bool deleted) {
+    auto it = vms.find(key);
+    std::string oldNode = it == vms.end() ? "" : it->second.first;
+    if (!oldNode.empty() && (deleted || oldNode != newNode)) {
+      enqueue(oldNode, rpc::VmEvent::Type::DELETED, json);
+    }
+    if (deleted) {
+      if (it != vms.end()) vms.erase(it);
+      return;
+    }
+    if (!newNode.empty()) enqueue(newNode, rpc::VmEvent::Type::UPSERT, json);
+    vms[key] = {newNode, json};
+  }
+
+  Status relist() {
+    auto list = store.list(api::kVirtualMachinesResource, "");
+    if (!list.ok()) return list.error();
+    std::map<VmKey, std::pair<std::string, std::string>> fresh;
+    for (const auto& o : list.value().items) {
+      auto vm = api::decodeStoredVirtualMachine(o);
+      if (!vm.ok()) continue;
+      fresh[{o.key.ns, o.key.name}] = {vm.value().status.nodeName, o.value};
+    }
+    // Nodes are told what changed while the watch was down.
+    for (const auto& [key, v] : vms) {
+      auto f = fresh.find(key);
+      if (f == fresh.end() || f->second.first != v.first) {
+        enqueue(v.first, rpc::VmEvent::Type::DELETED, v.second);
+      }
+    }
+    for (const auto& [key, v] : fresh) {
+      if (!v.first.empty()) enqueue(v.first, rpc::VmEvent::Type::UPSERT, v.second);
+    }
+    vms = std::move(fresh);
+    if (watch) watch->setNotify(nullptr);
+    waker.reset();
+    auto w = store.watch(api::kVirtualMachinesResource, "", list.value().revision);
+    if (!w.ok()) return w.error();
+    watch = std::move(w.value());
+    watch->setNotify([this] { waker.notify(); });
+    return Ok{};
+  }
+
+  kj::Promise<void> watchLoop(kj::Timer& timer) {
+    return waker.wait().then([this, &timer]() { return drainWatch(timer); });
+  }
+
+  // Applies what the store watch has queued, in bounded batches.
+  kj::Promise<void> drainWatch(kj::Timer& timer) {
+    bool broken = false, more = false;
+    for (int n = 0;; ++n) {
+      if (n == 4096) {
+        more = true;
+        break;
+      }
+      auto event = watch->tryNext();
+      if (!event) break;
+      if (event->type == store::WatchEventType::kError) {
+        broken = true;
+        break;
+      }
+      VmKey key{event->object->key.ns, event->object->key.name};
+      bool deleted = event->type == store::WatchEventType::kDeleted;
+      std::string node;
+      if (!deleted) {
+        auto vm = api::decodeStoredVirtualMachine(*event->object);
+        if (!vm.ok()) continue;
+        node = vm.value().status.nodeName;
+      }
+      apply(key, node, event->object->value, deleted);
+    }
+    if (broken) {
+      if (auto s = relist(); !s.ok()) {
+        logLine("re-listing VMs: " + s.error().message);
+        return timer.afterDelay(1 * kj::SECONDS).then([this, &timer]() {
+          waker.notify();
+          return drainWatch(timer);
+        });
+      }
+      more = true;
+    }
+    flushAll();
+    if (more) return kj::evalLater([this, &timer]() { return drainWatch(timer); });
+    return watchLoop(timer);
+  }
+
+  // Ready -> NotReady after the timeout without a heartbeat.
+  kj::Promise<void> heartbeatLoop(kj::Timer& timer) {
+    return timer.afterDelay(1 * kj::SECONDS).then([this, &timer]() {
+      auto now = Clock::now();
+      for (const auto& [name, seen] : lastSeen) {
+        if (notReady.count(name) || now - seen < options.heartbeatTimeout) continue;
+        auto secs = std::chrono::duration_cast<std::chrono::seconds>(now - seen).count();
+        std::string message = "no heartbeat from the node for " + std::to_string(secs) +
+                              " s (timeout " + std::to_string(options.heartbeatTimeout.count()) +
+                              " s)";
+        auto r = api::updateNodeStatus(store, name, [&](api::NodeStatus& s) {
+          return setCondition(s.conditions, "Ready", "Unknown", "NodeStatusUnknown", message);
+        });
+        if (r.ok() || r.error().code == VMHOST_ERR_NOT_FOUND) {
+          notReady.insert(name);
+          logLine("node " + name + " is NotReady: " + message);
+        }
+      }
+      return heartbeatLoop(timer);
+    });
+  }
+
+  void markAlive(const std::string& name, const char* reason, const std::string& message) {
+    lastSeen[name] = Clock::now();
+    if (!notReady.count(name)) return;
+    auto r = api::updateNodeStatus(store, name, [&](api::NodeStatus& s) {
+      return setCondition(s.conditions, "Ready", "True", reason, message);
+    });
+    if (r.ok()) {
+      notReady.erase(name);
+      logLine("node " + name + " is Ready again");
+    }
+  }
+
+  void run(std::promise<Result<uint16_t>>& ready);
+};
+
+namespace {
+
+class SessionImpl final : public rpc::NodeSession::Server {
+ public:
+  SessionImpl(NodeServer::Impl& impl, std::shared_ptr<NodeConn> conn)
+      : impl_(impl), conn_(std::move(conn)) {}
+  ~SessionImpl() {
+    conn_->closed = true;
+    auto it = impl_.conns.find(conn_->name);
+    if (it != impl_.conns.end() && it->second == conn_) {
+      impl_.conns.erase(it);
+      logLine("node " + conn_->name + " disconnected (" + conn_->peer + ")");
+    }
+  }
+
+ protected:
+  kj::Promise<void> heartbeat(HeartbeatContext) override {
+    impl_.markAlive(conn_->name, "NodeAgentReady", "heartbeats resumed");
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> reportStatus(ReportStatusContext context) override {
+    auto data = context.getParams().getVm();
+    KJ_REQUIRE(data.size() <= NodeServer::kMaxObjectBytes, "status report too large");
+    store::StoredObject object;
+    object.key = api::virtualMachineKey("report", conn_->name);
+    object.value = text(data);
+    auto vm = api::decodeStoredVirtualMachine(object);
+    KJ_REQUIRE(vm.ok(), "undecodable VM in a status report", vm.error().message);
+    const auto& reported = vm.value();
+    bool foreign = false;
+    auto r = api::updateVirtualMachineStatus(
+        impl_.store, reported.metadata.ns, reported.metadata.name,
+        [&](api::VirtualMachineStatus& s) {
+          if (s.nodeName != conn_->name) {
+            foreign = true;
+            return false;
+          }
+          s.phase = reported.status.phase;
+          s.interfaces = reported.status.interfaces;
+          s.observedGeneration = reported.status.observedGeneration;
+          // The node owns every condition but the scheduler's.
+          for (const auto& c : reported.status.conditions) {
+            if (c.type == "Scheduled") continue;
+            setCondition(s.conditions, c.type, c.status, c.reason, c.message);
+          }
+          return true;
+        });
+    if (foreign) {
+      logLine("node " + conn_->name + ": refused a status report for VM " + reported.metadata.ns +
+              "/" + reported.metadata.name + " (not bound to it)");
+      KJ_FAIL_REQUIRE("the VM is not bound to this node", reported.metadata.ns,
+                      reported.metadata.name);
+    }
+    if (!r.ok() && r.error().code != VMHOST_ERR_NOT_FOUND) {
+      KJ_FAIL_REQUIRE("status write failed", r.error().message);
+    }
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> registerNode(RegisterNodeContext context) override {
+    auto node = decodeNode(context.getParams().getNode(), conn_->name);
+    auto r = api::registerNode(impl_.store, node);
+    KJ_REQUIRE(r.ok(), "registering the node failed", r.error().message);
+    impl_.markAlive(conn_->name, "NodeAgentReady", "the node registered");
+    return kj::READY_NOW;
+  }
+
+ public:
+  static api::Node decodeNode(capnp::Data::Reader data, const std::string& name) {
+    KJ_REQUIRE(data.size() <= NodeServer::kMaxObjectBytes, "node object too large");
+    store::StoredObject object;
+    object.key = api::nodeKey(name);
+    object.value = text(data);
+    auto node = api::decodeStoredNode(object);
+    KJ_REQUIRE(node.ok(), "undecodable node object", node.error().message);
+    KJ_REQUIRE(node.value().metadata.name == name, "the node object names another node",
+               node.value().metadata.name, name);
+    return node.value();
+  }
+
+ private:
+  NodeServer::Impl& impl_;
+  std::shared_ptr<NodeConn> conn_;
+};
+
+class ClusterImpl final : public rpc::Cluster::Server {
+ public:
+  ClusterImpl(NodeServer::Impl& impl, std::string peer) : impl_(impl), peer_(std::move(peer)) {}
+
+ protected:
+  kj::Promise<void> join(JoinContext context) override {
+    auto params = context.getParams();
+    auto req = params.getRequest();
+    std::string name = req.getNodeName().cStr();
+    auto refuse = [&](const std::string& why) -> kj::Promise<void> {
+      logLine("refused a node join from " + peer_ + " (node '" + name.substr(0, 64) + "'): " + why);
+      return KJ_EXCEPTION(FAILED, kj::str("join refused: ", why.c_str()));
+    };
+    if (req.getProtocolVersion() != rpc::PROTOCOL_VERSION) {
+      return refuse("protocol version " + std::to_string(req.getProtocolVersion()) +
+                    " is not supported (this controller speaks version " +
+                    std::to_string(rpc::PROTOCOL_VERSION) + ")");
+    }
+    if (!sameToken(req.getToken().cStr(), impl_.options.joinToken)) {
+      return refuse("wrong join token");
+    }
+    if (!validNodeName(name)) return refuse("invalid node name");
+    if (auto it = impl_.conns.find(name); it != impl_.conns.end() && !it->second->closed) {
+      return refuse("node " + name + " is already connected from " + it->second->peer);
+    }
+    api::Node node;
+    try {
+      node = SessionImpl::decodeNode(req.getNode(), name);
+    } catch (const kj::Exception& e) {
+      return refuse(e.getDescription().cStr());
+    }
+    auto r = api::registerNode(impl_.store, node);
+    if (!r.ok()) return refuse("registering the node failed: " + r.error().message);
+    auto conn = std::make_shared<NodeConn>(name, peer_, params.getEvents());
+    impl_.conns[name] = conn;
+    impl_.notReady.erase(name);
+    impl_.lastSeen[name] = Clock::now();
+    for (const auto& [key, v] : impl_.vms) {
+      if (v.first == name) conn->pending.emplace_back(rpc::VmEvent::Type::UPSERT, v.second);
+    }
+    conn->pending.emplace_back(rpc::VmEvent::Type::SYNCED, std::string());
+    impl_.flush(conn);
+    logLine("node " + name + " joined from " + peer_);
+    context.getResults().setSession(kj::heap<SessionImpl>(impl_, conn));
+    return kj::READY_NOW;
+  }
+
+ private:
+  NodeServer::Impl& impl_;
+  std::string peer_;
+};
+
+// One accepted connection: its RPC system, alive until the peer leaves.
+struct Connection {
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyVatNetwork network;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
+  Connection(kj::Own<kj::AsyncIoStream> s, capnp::Capability::Client bootstrap)
+      : stream(kj::mv(s)),
+        network(*stream, capnp::rpc::twoparty::Side::SERVER, readerOptions()),
+        rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
+};
+
+class ErrorLogger final : public kj::TaskSet::ErrorHandler {
+ public:
+  void taskFailed(kj::Exception&& e) override {
+    logLine(std::string("task failed: ") + e.getDescription().cStr());
+  }
+};
+
+kj::Promise<void> acceptLoop(NodeServer::Impl& impl, kj::ConnectionReceiver& listener,
+                             kj::TaskSet& tasks) {
+  return listener.accept().then([&impl, &listener, &tasks](kj::Own<kj::AsyncIoStream>&& stream) {
+    std::string peer = "(unknown peer)";
+    struct sockaddr_storage ss {};
+    kj::uint len = sizeof ss;
+    try {
+      stream->getpeername(reinterpret_cast<struct sockaddr*>(&ss), &len);
+      char host[64] = {};
+      if (ss.ss_family == AF_INET) {
+        auto* in = reinterpret_cast<struct sockaddr_in*>(&ss);
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        peer = std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
+      } else if (ss.ss_family == AF_INET6) {
+        auto* in6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        peer = "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
+      }
+    } catch (const kj::Exception&) {
+    }
+    auto conn = kj::heap<Connection>(kj::mv(stream), kj::heap<ClusterImpl>(impl, peer));
+    auto done = conn->network.onDisconnect();
+    tasks.add(done.attach(kj::mv(conn)));
+    return acceptLoop(impl, listener, tasks);
+  });
+}
+
+}  // namespace
+
+void NodeServer::Impl::run(std::promise<Result<uint16_t>>& ready) {
+  bool reported = false;
+  try {
+    auto io = kj::setupAsyncIo();
+    ErrorLogger errors;
+    kj::TaskSet taskSet(errors);
+    tasks = &taskSet;
+    auto& timer = io.provider->getTimer();
+    if (auto s = relist(); !s.ok()) {
+      ready.set_value(s.error());
+      return;
+    }
+    // Every known node gets a full timeout from now: a restarted controller
+    // does not declare the cluster dead.
+    if (auto nodes = store.list(api::kNodesResource, ""); nodes.ok()) {
+      for (const auto& o : nodes.value().items) lastSeen[o.key.name] = Clock::now();
+    }
+    auto addr = io.provider->getNetwork().parseAddress(options.listenAddress).wait(io.waitScope);
+    auto listener = addr->listen();
+    port = static_cast<uint16_t>(listener->getPort());
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+    {
+      std::lock_guard lock(mu);
+      stopFulfiller = kj::mv(paf.fulfiller);
+    }
+    ready.set_value(port.load());
+    reported = true;
+    acceptLoop(*this, *listener, taskSet)
+        .exclusiveJoin(watchLoop(timer))
+        .exclusiveJoin(heartbeatLoop(timer))
+        .exclusiveJoin(kj::mv(paf.promise))
+        .wait(io.waitScope);
+    if (watch) watch->setNotify(nullptr);
+    waker.reset();
+    conns.clear();
+    tasks = nullptr;
+  } catch (const kj::Exception& e) {
+    if (!reported) {
+      ready.set_value(Error{VMHOST_ERR_UNAVAILABLE,
+                            "cannot serve nodes on " + options.listenAddress + ": " +
+                                std::string(e.getDescription().cStr()),
+                            false});
+    } else {
+      logLine(std::string("node server stopped: ") + e.getDescription().cStr());
+    }
+  }
+}
+
+NodeServer::NodeServer(store::Store& store, metrics::Registry& metrics, NodeServerOptions options)
+    : impl_(std::make_unique<Impl>(store, metrics, std::move(options))) {}
+
+NodeServer::~NodeServer() { stop(); }
+
+Result<uint16_t> NodeServer::start() {
+  if (impl_->options.joinToken.size() < 16) {
+    return Error{VMHOST_ERR_INVALID_ARGUMENT,
+                 "the node server needs a join token of 16+ characters (cluster.joinToken)", false};
+  }
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->started) return Error{VMHOST_ERR_FAILED_PRECONDITION, "already started", false};
+    impl_->started = true;
+  }
+  std::promise<Result<uint16_t>> ready;
+  auto future = ready.get_future();
+  impl_->thread = std::thread([this, &ready] { impl_->run(ready); });
+  auto r = future.get();
+  if (!r.ok() && impl_->thread.joinable()) impl_->thread.join();
+  return r;
+}
+
+void NodeServer::stop() {
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopFulfiller) {
+      impl_->stopFulfiller->fulfill();
+      impl_->stopFulfiller = nullptr;
+    }
+  }
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+}  // namespace vmhost::controller
