@@ -15,6 +15,10 @@
 #     script did not write is left alone; missing settings are reported.
 #   - starts libvirtd (systemd's unit where systemd runs, else as a daemon
 #     logging to /var/log/libvirt/libvirtd.log) unless it already answers.
+#   - links /run/libvirt/virtnetworkd-sock{,-ro} to libvirtd's sockets when no
+#     virtnetworkd runs (Debian 12 has none): processes embedding a libvirt
+#     driver (qemu:///embed) may only reach the network driver there.
+#     /run is cleared at boot: run this script before vmhost on every boot.
 # Run as root. Exit status 0 when libvirtd answers on $VMHOST_LIBVIRT_URI.
 #   VMHOST_LIBVIRT_URI        the URI to check (default network:///system, the
 #                             libvirt-network plugin's default config.uri)
@@ -75,42 +79,71 @@ fi
 
 answers() { timeout 15 virsh -q -c "$uri" net-list --all >/dev/null 2>&1; }
 
+start_libvirtd() {
+  if [ -d /run/systemd/system ] && systemctl cat libvirtd.service >/dev/null 2>&1; then
+    say "starting libvirtd (systemctl start libvirtd)"
+    systemctl start libvirtd || die "systemctl start libvirtd failed; see journalctl -u libvirtd"
+    pid=""
+  else
+    pidfile=/run/libvirtd.pid
+    if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      say "libvirtd (pid $(cat "$pidfile")) runs but does not answer yet; waiting"
+      pid=$(cat "$pidfile")
+    else
+      say "starting libvirtd (log: $log)"
+      LIBVIRT_LOG_OUTPUTS="3:file:$log" libvirtd --daemon --pid-file "$pidfile" ||
+        die "libvirtd --daemon failed to start; see $log"
+      pid=""
+      for _ in $(seq 1 50); do
+        [ -s "$pidfile" ] && { pid=$(cat "$pidfile"); break; }
+        sleep 0.1
+      done
+    fi
+  fi
+
+  deadline=$((SECONDS + timeout_s))
+  until answers; do
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$log" >&2 2>/dev/null || true
+      die "libvirtd exited before answering on $uri; see $log"
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      tail -n 20 "$log" >&2 2>/dev/null || true
+      die "libvirtd does not answer on $uri after ${timeout_s}s; see $log"
+    fi
+    sleep 0.5
+  done
+  say "libvirtd answers on $uri${pid:+ (pid $pid)}"
+}
+
 if answers; then
   say "libvirtd already answers on $uri"
-  exit 0
-fi
-
-if [ -d /run/systemd/system ] && systemctl cat libvirtd.service >/dev/null 2>&1; then
-  say "starting libvirtd (systemctl start libvirtd)"
-  systemctl start libvirtd || die "systemctl start libvirtd failed; see journalctl -u libvirtd"
-  pid=""
 else
-  pidfile=/run/libvirtd.pid
-  if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    say "libvirtd (pid $(cat "$pidfile")) runs but does not answer yet; waiting"
-    pid=$(cat "$pidfile")
-  else
-    say "starting libvirtd (log: $log)"
-    LIBVIRT_LOG_OUTPUTS="3:file:$log" libvirtd --daemon --pid-file "$pidfile" ||
-      die "libvirtd --daemon failed to start; see $log"
-    pid=""
-    for _ in $(seq 1 50); do
-      [ -s "$pidfile" ] && { pid=$(cat "$pidfile"); break; }
-      sleep 0.1
-    done
-  fi
+  start_libvirtd
 fi
 
-deadline=$((SECONDS + timeout_s))
-until answers; do
-  if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
-    tail -n 20 "$log" >&2 2>/dev/null || true
-    die "libvirtd exited before answering on $uri; see $log"
+# A process that embeds a libvirt driver (vmhost with qemu:///embed) counts
+# as "inside a daemon" to libvirt: it reaches the network driver only in
+# direct mode, through virtnetworkd's socket, and refuses libvirtd's
+# ("Connections from inside daemon must be direct"); so does QEMU's embedded
+# driver when it plugs a guest into a network. Debian 12 ships no
+# virtnetworkd, but libvirtd serves the network driver on its own socket:
+# give it virtnetworkd's names unless a real virtnetworkd owns them.
+rundir=/run/libvirt
+for suffix in sock sock-ro; do
+  direct="$rundir/virtnetworkd-$suffix"
+  if [ -S "$direct" ] && [ ! -L "$direct" ]; then continue; fi  # virtnetworkd's own
+  [ -S "$rundir/libvirt-$suffix" ] || die "libvirtd's socket $rundir/libvirt-$suffix is missing"
+  if [ "$(readlink "$direct" 2>/dev/null)" != "libvirt-$suffix" ]; then
+    ln -sfn "libvirt-$suffix" "$direct"
+    say "linked $direct to libvirtd's socket (for embedded drivers)"
   fi
-  if [ $SECONDS -ge $deadline ]; then
-    tail -n 20 "$log" >&2 2>/dev/null || true
-    die "libvirtd does not answer on $uri after ${timeout_s}s; see $log"
-  fi
-  sleep 0.5
 done
-say "libvirtd answers on $uri${pid:+ (pid $pid)}"
+direct_uri="$uri"
+case "$direct_uri" in
+  *\?*) direct_uri="$direct_uri&mode=direct" ;;
+  *) direct_uri="$direct_uri?mode=direct" ;;
+esac
+timeout 15 virsh -q -c "$direct_uri" net-list --all >/dev/null 2>&1 ||
+  die "the network driver does not answer in direct mode ($direct_uri), as embedded drivers reach it"
+say "the network driver answers for embedded drivers too ($direct_uri)"
