@@ -4,7 +4,10 @@
 #include <libvirt/libvirt.h>
 #include <vmhost/schema/network.capnp.h>
 
+#include <atomic>
 #include <regex>
+#include <thread>
+#include <vector>
 
 using namespace vmhost;
 
@@ -347,5 +350,38 @@ BOOST_AUTO_TEST_CASE(checked_networks_must_exist_and_be_active) {
              "network plugin 'libvirt-network': interface eth0: network default exists on node "
              "node-a but is not active; start it there (virsh net-start default, and "
              "net-autostart)");
+  virConnectClose(c);
+}
+
+BOOST_AUTO_TEST_CASE(concurrent_attaches_create_the_network_once) {
+  // The plugin declares VMHOST_CAP_THREAD_SAFE: the host may attach the
+  // interfaces of several VMs at once, all to a network not yet defined.
+  virConnectPtr c = virConnectOpen("test:///default");
+  BOOST_TEST_REQUIRE(c != nullptr);
+  auto p = test::loadPlugin(
+      kPlugin, R"({"uri":"test:///default","networks":[{"name":"nat1","bridge":"vmhosttest1",)"
+               R"("address":"10.213.0.1/24","dhcpStart":"10.213.0.10","dhcpEnd":"10.213.0.20"}]})");
+  std::atomic<int> ok{0};
+  std::vector<std::string> errors(8);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      auto a = attachTo(*p, "nat1");
+      if (a.ok()) {
+        ++ok;
+      } else {
+        errors[i] = a.error().message;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  BOOST_TEST(ok.load() == 8);
+  for (const auto& e : errors) BOOST_TEST(e.empty(), e);
+  virNetworkPtr n = virNetworkLookupByName(c, "nat1");
+  BOOST_TEST_REQUIRE(n != nullptr);
+  BOOST_TEST(virNetworkIsActive(n) == 1);
+  virNetworkDestroy(n);
+  virNetworkUndefine(n);
+  virNetworkFree(n);
   virConnectClose(c);
 }
