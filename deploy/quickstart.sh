@@ -89,7 +89,8 @@ echo
 echo "== the guest's serial console:"
 grep "vmhost-guest: booted" "$console" | tail -n 1 || { echo "(no boot line yet; see $console)"; exit 1; }
 for _ in $(seq 1 300); do grep -q "vmhost-guest: eth0 address" "$console" 2>/dev/null && break; sleep 0.2; done
-grep "vmhost-guest: eth0 address" "$console" | tail -n 1 ||
+# (the guest's shell prompt may share the line: print from the message on)
+grep -o "vmhost-guest: eth0 address .*" "$console" | tail -n 1 ||
   { echo "(no DHCP address on network default yet; see $console and /var/log/libvirt/libvirtd.log)"; exit 1; }
 
 cat <<TXT
