@@ -91,8 +91,8 @@ start_libvirtd() {
       pid=$(cat "$pidfile")
     else
       say "starting libvirtd (log: $log)"
-      LIBVIRT_LOG_OUTPUTS="3:file:$log" libvirtd --daemon --pid-file "$pidfile" ||
-        die "libvirtd --daemon failed to start; see $log"
+      LIBVIRT_LOG_OUTPUTS="3:file:$log" libvirtd --daemon --pid-file "$pidfile" 2>>"$log" ||
+        { tail -n 20 "$log" >&2 2>/dev/null || true; die "libvirtd --daemon failed to start; see $log"; }
       pid=""
       for _ in $(seq 1 50); do
         [ -s "$pidfile" ] && { pid=$(cat "$pidfile"); break; }
