@@ -21,6 +21,11 @@ runtime_pkgs=(
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
   busybox-static cpio xz-utils zstd
   iproute2 dnsmasq-base procps psmisc
+  # NAT networks the node creates (libvirt-network's `networks`): libvirtd's
+  # network driver ships in libvirt-daemon on Debian 12 (there is no
+  # libvirt-daemon-driver-network before Debian 13); it runs dnsmasq
+  # (dnsmasq-base) for DHCP/DNS and the iptables binaries for NAT rules.
+  iptables
   # the VM lifecycle benchmark (tests/bench/lifecycle, standard library only)
   python3
 )

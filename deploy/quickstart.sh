@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The quick start: installs dependencies, builds vmhost, assembles the tiny
-# test guest, starts `vmhost all-in-one` (real QEMU through libvirt's
-# embedded driver), creates a VM, waits for it to run and shows the line its
-# serial console printed when it booted.
+# test guest, starts libvirtd for the node's networks (deploy/node-setup.sh),
+# starts `vmhost all-in-one` (real QEMU through libvirt's embedded driver),
+# creates a VM on the `default` NAT network (created on first use), waits for
+# it to run and shows the lines its serial console printed when it booted and
+# got its DHCP address.
 #
 # Re-running it is safe: it restarts the host (running VMs are re-adopted,
 # not restarted) and re-applies the VM.
@@ -17,6 +19,9 @@ api="http://$listen"
 
 "$root/deploy/install-deps.sh"
 "$root/deploy/build.sh"
+# libvirtd with its network driver: qemu:///embed reaches libvirt networks
+# through it (the all-in-one config's `default` NAT network).
+if [ "$(id -u)" -eq 0 ]; then "$root/deploy/node-setup.sh"; else sudo "$root/deploy/node-setup.sh"; fi
 guest_dir="${VMHOST_CACHE_DIR:-$HOME/.cache/vmhost}/guest"
 "$root/deploy/guest/build-guest.sh" "$guest_dir"
 
@@ -70,6 +75,8 @@ spec:
     kernel: $guest_dir/vmlinux
     initrd: $guest_dir/initramfs.gz
     cmdline: "console=ttyS0 quiet cryptomgr.notests"
+  interfaces:
+  - {name: eth0, network: default}
 YAML
 vmctl=("$build/bin/vmctl" --server "$api")
 echo "== creating the VM (the first start probes QEMU's capabilities: up to a minute)"
@@ -81,6 +88,10 @@ for _ in $(seq 1 600); do grep -q "vmhost-guest: booted" "$console" 2>/dev/null 
 echo
 echo "== the guest's serial console:"
 grep "vmhost-guest: booted" "$console" | tail -n 1 || { echo "(no boot line yet; see $console)"; exit 1; }
+for _ in $(seq 1 300); do grep -q "vmhost-guest: eth0 address" "$console" 2>/dev/null && break; sleep 0.2; done
+# (the guest's shell prompt may share the line: print from the message on)
+grep -o "vmhost-guest: eth0 address .*" "$console" | tail -n 1 ||
+  { echo "(no DHCP address on network default yet; see $console and /var/log/libvirt/libvirtd.log)"; exit 1; }
 
 cat <<TXT
 

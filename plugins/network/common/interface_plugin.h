@@ -1,7 +1,7 @@
 // What every network plugin that lets libvirt wire the NIC shares: name and
 // model checks, the stable MAC, and the mapping of a libvirt network or user
-// networking onto the attachment. A plugin only decides what a bridge
-// interface may attach to (checkBridge).
+// networking onto the attachment. A plugin only decides what a network or
+// bridge interface may attach to (checkNetwork, checkBridge).
 #pragma once
 
 #include "mac.h"
@@ -40,7 +40,7 @@ class LibvirtInterfacePlugin : public sdk::NetworkPlugin {
                            "interface " + name + ": network name is empty");
         }
         out.setType("network");
-        out.setSource(source.getNetwork());
+        out.setSource(checkNetwork(request, name, source.getNetwork().cStr()));
         break;
       case schema::Interface::Source::BRIDGE:
         out.setType("bridge");
@@ -64,6 +64,16 @@ class LibvirtInterfacePlugin : public sdk::NetworkPlugin {
   }
 
  protected:
+  // The libvirt network a network interface attaches to (never empty), or
+  // throws. Default: the name as given (libvirt reports a missing network at
+  // start). May be called from several threads at once.
+  virtual std::string checkNetwork(schema::InterfaceRequest::Reader request,
+                                   const std::string& name, const std::string& network) {
+    (void)request;
+    (void)name;
+    return network;
+  }
+
   // The bridge a bridge interface attaches to, or throws. Default: any
   // non-empty name (libvirt reports a missing bridge at start).
   virtual std::string checkBridge(schema::InterfaceRequest::Reader request, const std::string& name,
