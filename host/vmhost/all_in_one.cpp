@@ -4,9 +4,11 @@
 #include "common/config.h"
 #include "common/metrics.h"
 #include "common/store/sqlite_store.h"
+#include "controller/node_server.h"
 #include "controller/scheduling.h"
 #include "node/agent/agent.h"
 #include "node/agent/console.h"
+#include "node/agent/rpc_control_plane.h"
 #include "node/libvirt.h"
 
 #include <signal.h>
@@ -15,6 +17,8 @@
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <regex>
 #include <thread>
 
@@ -23,9 +27,21 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const char* kUsage =
-    "usage: vmhost all-in-one --config FILE [--listen ADDR:PORT] [--data-dir DIR] [--node-name "
-    "NAME]\n";
+enum class Mode { kAllInOne, kController, kNode };
+
+const char* modeName(Mode m) {
+  return m == Mode::kAllInOne ? "all-in-one" : m == Mode::kController ? "controller" : "node";
+}
+
+std::string usage(Mode m) {
+  std::string u = std::string("usage: vmhost ") + modeName(m) + " --config FILE";
+  if (m != Mode::kNode) u += " [--listen ADDR:PORT]";
+  if (m == Mode::kController) u += " [--cluster-listen ADDR:PORT]";
+  if (m == Mode::kNode) u += " [--controller ADDR:PORT]";
+  u += " [--data-dir DIR]";
+  if (m != Mode::kController) u += " [--node-name NAME]";
+  return u + "\n";
+}
 
 std::string hostname() {
   char buf[256] = {};
@@ -43,14 +59,19 @@ std::string embedRoot(const std::string& uri) {
   return std::regex_search(uri, m, kEmbed) ? m[1].str() : std::string();
 }
 
-}  // namespace
-
-int allInOne(const std::vector<std::string>& args) {
-  std::string configFile, listen, dataDir, nodeName;
+// The one wiring of every mode: the controller side (store, API,
+// scheduler, and in controller mode the node server) and the node side
+// (libvirt, plugins, agent) are the same components; only what connects
+// the agent to the controller differs (the store itself, or RPC).
+int runHost(Mode mode, const std::vector<std::string>& args) {
+  const bool controllerSide = mode != Mode::kNode;
+  const bool nodeSide = mode != Mode::kController;
+  const std::string me = std::string("vmhost ") + modeName(mode);
+  std::string configFile, listen, dataDir, nodeName, clusterListen, controllerAddress;
   for (size_t i = 0; i < args.size(); ++i) {
     auto value = [&](const char* flag) -> std::string {
       if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "vmhost all-in-one: %s needs a value\n%s", flag, kUsage);
+        std::fprintf(stderr, "%s: %s needs a value\n%s", me.c_str(), flag, usage(mode).c_str());
         std::exit(2);
       }
       return args[++i];
@@ -58,19 +79,24 @@ int allInOne(const std::vector<std::string>& args) {
     const std::string& a = args[i];
     if (a == "--config")
       configFile = value("--config");
-    else if (a == "--listen")
+    else if (a == "--listen" && mode != Mode::kNode)
       listen = value("--listen");
     else if (a == "--data-dir")
       dataDir = value("--data-dir");
-    else if (a == "--node-name")
+    else if (a == "--node-name" && nodeSide)
       nodeName = value("--node-name");
+    else if (a == "--cluster-listen" && mode == Mode::kController)
+      clusterListen = value("--cluster-listen");
+    else if (a == "--controller" && mode == Mode::kNode)
+      controllerAddress = value("--controller");
     else {
-      std::fprintf(stderr, "vmhost all-in-one: unexpected argument '%s'\n%s", a.c_str(), kUsage);
+      std::fprintf(stderr, "%s: unexpected argument '%s'\n%s", me.c_str(), a.c_str(),
+                   usage(mode).c_str());
       return 2;
     }
   }
   if (configFile.empty()) {
-    std::fprintf(stderr, "vmhost all-in-one: --config is required\n%s", kUsage);
+    std::fprintf(stderr, "%s: --config is required\n%s", me.c_str(), usage(mode).c_str());
     return 2;
   }
   auto loaded = loadConfigFile(configFile);
@@ -83,6 +109,20 @@ int allInOne(const std::vector<std::string>& args) {
   if (!dataDir.empty()) config.dataDir = fs::absolute(dataDir).lexically_normal().string();
   if (!nodeName.empty()) config.node.name = nodeName;
   if (config.node.name.empty()) config.node.name = hostname();
+  if (!clusterListen.empty()) config.cluster.listen = clusterListen;
+  if (!controllerAddress.empty()) config.cluster.controller = controllerAddress;
+  if (mode == Mode::kNode && config.cluster.controller.empty()) {
+    std::fprintf(stderr, "%s: %s: cluster.controller (or --controller) is required\n", me.c_str(),
+                 configFile.c_str());
+    return 2;
+  }
+  if (mode != Mode::kAllInOne && config.cluster.joinToken.empty()) {
+    std::fprintf(stderr,
+                 "%s: %s: cluster.joinToken or cluster.joinTokenFile is required (nodes join "
+                 "with it)\n",
+                 me.c_str(), configFile.c_str());
+    return 2;
+  }
 
   std::error_code ec;
   fs::create_directories(config.dataDir, ec);
@@ -95,22 +135,32 @@ int allInOne(const std::vector<std::string>& args) {
     std::fprintf(stderr, "%s\n", plugins.error().message.c_str());
     return 1;
   }
-  auto store = store::SqliteStore::open(config.dataDir);
-  if (!store.ok()) {
-    std::fprintf(stderr, "%s: store: %s\n", config.dataDir.c_str(), store.error().message.c_str());
-    return 1;
-  }
-  std::string uri = resolvedLibvirtUri(config);
-  if (std::string root = embedRoot(uri); !root.empty()) {
-    if (auto s = node::prepareEmbedRoot(root); !s.ok()) {
-      std::fprintf(stderr, "libvirt embed root %s: %s\n", root.c_str(), s.error().message.c_str());
+  std::unique_ptr<store::Store> store;
+  if (controllerSide) {
+    auto opened = store::SqliteStore::open(config.dataDir);
+    if (!opened.ok()) {
+      std::fprintf(stderr, "%s: store: %s\n", config.dataDir.c_str(),
+                   opened.error().message.c_str());
       return 1;
     }
+    store = std::move(opened.value());
   }
-  auto libvirt = node::Connection::open(uri);
-  if (!libvirt.ok()) {
-    std::fprintf(stderr, "libvirt %s: %s\n", uri.c_str(), libvirt.error().message.c_str());
-    return 1;
+  std::string uri = resolvedLibvirtUri(config);
+  std::optional<node::Connection> libvirt;
+  if (nodeSide) {
+    if (std::string root = embedRoot(uri); !root.empty()) {
+      if (auto s = node::prepareEmbedRoot(root); !s.ok()) {
+        std::fprintf(stderr, "libvirt embed root %s: %s\n", root.c_str(),
+                     s.error().message.c_str());
+        return 1;
+      }
+    }
+    auto opened = node::Connection::open(uri);
+    if (!opened.ok()) {
+      std::fprintf(stderr, "libvirt %s: %s\n", uri.c_str(), opened.error().message.c_str());
+      return 1;
+    }
+    libvirt.emplace(std::move(opened.value()));
   }
 
   // Signals are taken by sigwait() below, never by the worker threads.
@@ -121,17 +171,6 @@ int allInOne(const std::vector<std::string>& args) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   metrics::Registry registry;
-  node::LibvirtConsoles consoles(libvirt.value());
-  api::ServerOptions serverOptions;
-  serverOptions.listenAddress = config.listen;
-  serverOptions.consoles = &consoles;
-  api::Server server(*store.value(), registry, serverOptions);
-  auto port = server.start();
-  if (!port.ok()) {
-    std::fprintf(stderr, "listen %s: %s\n", config.listen.c_str(), port.error().message.c_str());
-    return 1;
-  }
-
   if (auto h = registry.histogram("vmhost_plugin_call_duration_seconds",
                                   "Plugin calls through the ABI, by plugin, method and status",
                                   {"kind", "plugin", "method", "code"});
@@ -145,44 +184,120 @@ int allInOne(const std::vector<std::string>& args) {
       });
     }
   }
-  controller::SchedulingController scheduling(*store.value(),
-                                              plugins.value().get(VMHOST_KIND_SCHEDULER), registry);
-  node::AgentOptions agentOptions;
-  agentOptions.nodeName = config.node.name;
-  agentOptions.dataDir = config.dataDir;
-  agentOptions.labels = config.node.labels;
-  agentOptions.stopGracePeriod = std::chrono::seconds(config.node.stopGracePeriodSeconds);
-  agentOptions.resync = std::chrono::seconds(config.node.resyncSeconds);
-  agentOptions.heartbeat = std::chrono::seconds(config.node.heartbeatSeconds);
-  agentOptions.cpuAllocationRatio = config.node.cpuAllocationRatio;
-  agentOptions.memoryAllocationRatio = config.node.memoryAllocationRatio;
-  node::StoreControlPlane controlPlane(*store.value());
-  node::NodeAgent agent(controlPlane, libvirt.value(), plugins.value().get(VMHOST_KIND_STORAGE),
-                        plugins.value().get(VMHOST_KIND_NETWORK), registry, agentOptions);
-  if (auto s = agent.registerNode(); !s.ok()) {
-    std::fprintf(stderr, "node %s: %s\n", config.node.name.c_str(), s.error().message.c_str());
-    return 1;
+
+  // ---- controller side
+  std::optional<node::LibvirtConsoles> consoles;
+  if (mode == Mode::kAllInOne) consoles.emplace(*libvirt);
+  std::unique_ptr<api::Server> server;
+  std::unique_ptr<controller::SchedulingController> scheduling;
+  std::unique_ptr<controller::NodeServer> nodeServer;
+  uint16_t apiPort = 0, clusterPort = 0;
+  if (controllerSide) {
+    api::ServerOptions serverOptions;
+    serverOptions.listenAddress = config.listen;
+    // Consoles of VMs on other hosts go through their nodes: not yet.
+    serverOptions.consoles = consoles ? &*consoles : nullptr;
+    server = std::make_unique<api::Server>(*store, registry, serverOptions);
+    auto port = server->start();
+    if (!port.ok()) {
+      std::fprintf(stderr, "listen %s: %s\n", config.listen.c_str(), port.error().message.c_str());
+      return 1;
+    }
+    apiPort = port.value();
+    scheduling = std::make_unique<controller::SchedulingController>(
+        *store, plugins.value().get(VMHOST_KIND_SCHEDULER), registry);
+  }
+  if (mode == Mode::kController) {
+    controller::NodeServerOptions nodeOptions;
+    nodeOptions.listenAddress = config.cluster.listen;
+    nodeOptions.joinToken = config.cluster.joinToken;
+    nodeOptions.heartbeatTimeout = std::chrono::seconds(config.cluster.heartbeatTimeoutSeconds);
+    nodeServer = std::make_unique<controller::NodeServer>(*store, registry, nodeOptions);
+    auto port = nodeServer->start();
+    if (!port.ok()) {
+      std::fprintf(stderr, "cluster.listen %s: %s\n", config.cluster.listen.c_str(),
+                   port.error().message.c_str());
+      return 1;
+    }
+    clusterPort = port.value();
+  }
+
+  // ---- node side
+  std::unique_ptr<node::ControlPlane> controlPlane;
+  std::unique_ptr<node::NodeAgent> agent;
+  if (nodeSide) {
+    if (mode == Mode::kAllInOne) {
+      controlPlane = std::make_unique<node::StoreControlPlane>(*store);
+    } else {
+      node::RpcControlPlaneOptions rpcOptions;
+      rpcOptions.controllerAddress = config.cluster.controller;
+      rpcOptions.joinToken = config.cluster.joinToken;
+      rpcOptions.nodeName = config.node.name;
+      controlPlane = std::make_unique<node::RpcControlPlane>(rpcOptions);
+    }
+    node::AgentOptions agentOptions;
+    agentOptions.nodeName = config.node.name;
+    agentOptions.dataDir = config.dataDir;
+    agentOptions.labels = config.node.labels;
+    agentOptions.stopGracePeriod = std::chrono::seconds(config.node.stopGracePeriodSeconds);
+    agentOptions.resync = std::chrono::seconds(config.node.resyncSeconds);
+    agentOptions.heartbeat = std::chrono::seconds(config.node.heartbeatSeconds);
+    agentOptions.cpuAllocationRatio = config.node.cpuAllocationRatio;
+    agentOptions.memoryAllocationRatio = config.node.memoryAllocationRatio;
+    agent = std::make_unique<node::NodeAgent>(
+        *controlPlane, *libvirt, plugins.value().get(VMHOST_KIND_STORAGE),
+        plugins.value().get(VMHOST_KIND_NETWORK), registry, agentOptions);
+    // All-in-one: the node is registered before the API says it is up. A
+    // node process joins in its run loop (retrying while the controller is
+    // away), so it starts even when the controller does not answer yet.
+    if (mode == Mode::kAllInOne) {
+      if (auto s = agent->registerNode(); !s.ok()) {
+        std::fprintf(stderr, "node %s: %s\n", config.node.name.c_str(), s.error().message.c_str());
+        return 1;
+      }
+    }
   }
 
   std::string host = config.listen.substr(0, config.listen.rfind(':'));
-  std::printf("vmhost all-in-one: API on http://%s:%u, node %s, libvirt %s, data in %s\n",
-              host.c_str(), static_cast<unsigned>(port.value()), config.node.name.c_str(),
-              uri.c_str(), config.dataDir.c_str());
+  if (mode == Mode::kAllInOne) {
+    std::printf("vmhost all-in-one: API on http://%s:%u, node %s, libvirt %s, data in %s\n",
+                host.c_str(), static_cast<unsigned>(apiPort), config.node.name.c_str(), uri.c_str(),
+                config.dataDir.c_str());
+  } else if (mode == Mode::kController) {
+    std::string chost = config.cluster.listen.substr(0, config.cluster.listen.rfind(':'));
+    std::printf("vmhost controller: API on http://%s:%u, nodes join on %s:%u, data in %s\n",
+                host.c_str(), static_cast<unsigned>(apiPort), chost.c_str(),
+                static_cast<unsigned>(clusterPort), config.dataDir.c_str());
+  } else {
+    std::printf("vmhost node: %s, controller %s, libvirt %s, data in %s\n",
+                config.node.name.c_str(), config.cluster.controller.c_str(), uri.c_str(),
+                config.dataDir.c_str());
+  }
   std::fflush(stdout);
 
   {
-    std::jthread controllerThread([&](std::stop_token stop) { scheduling.run(stop); });
-    std::jthread nodeThread([&](std::stop_token stop) { agent.run(stop); });
+    std::optional<std::jthread> controllerThread, nodeThread;
+    if (scheduling) controllerThread.emplace([&](std::stop_token stop) { scheduling->run(stop); });
+    if (agent) nodeThread.emplace([&](std::stop_token stop) { agent->run(stop); });
     int sig = 0;
     sigwait(&signals, &sig);
-    std::printf("vmhost all-in-one: %s, stopping (VMs keep running)\n",
+    std::printf("%s: %s, stopping (VMs keep running)\n", me.c_str(),
                 sig == SIGINT ? "SIGINT" : "SIGTERM");
     std::fflush(stdout);
-    controllerThread.request_stop();
-    nodeThread.request_stop();
+    if (controllerThread) controllerThread->request_stop();
+    if (nodeThread) nodeThread->request_stop();
   }
-  server.stop();
+  if (nodeServer) nodeServer->stop();
+  if (server) server->stop();
   return 0;
 }
+
+}  // namespace
+
+int allInOne(const std::vector<std::string>& args) { return runHost(Mode::kAllInOne, args); }
+int controllerMain(const std::vector<std::string>& args) {
+  return runHost(Mode::kController, args);
+}
+int nodeMain(const std::vector<std::string>& args) { return runHost(Mode::kNode, args); }
 
 }  // namespace vmhost::cli

@@ -9,5 +9,10 @@
 namespace vmhost::cli {
 
 int allInOne(const std::vector<std::string>& args);
+// `vmhost controller`: store, API, scheduler, and the node server nodes join.
+int controllerMain(const std::vector<std::string>& args);
+// `vmhost node`: libvirt, the storage and network plugins, the node agent,
+// joined to a controller over RPC.
+int nodeMain(const std::vector<std::string>& args);
 
 }  // namespace vmhost::cli

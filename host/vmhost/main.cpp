@@ -18,6 +18,10 @@ const char* kUsage =
     "commands:\n"
     "  all-in-one --config FILE   run the controller and a node in one process\n"
     "             [--listen ADDR:PORT] [--data-dir DIR] [--node-name NAME]\n"
+    "  controller --config FILE   the API, the scheduler and the node server (cluster.listen)\n"
+    "             [--listen ADDR:PORT] [--cluster-listen ADDR:PORT] [--data-dir DIR]\n"
+    "  node --config FILE         a host: joins the controller (cluster.controller) and runs\n"
+    "             [--controller ADDR:PORT] [--data-dir DIR] [--node-name NAME]   its VMs\n"
     "  check-config FILE          validate a config and its plugins without starting anything\n"
     "  plugins list [--config F]  list the plugins in the plugin directory, or those F selects\n"
     "  plugins inspect FILE.so    print a plugin's kind, name, version, ABI range, capabilities\n"
@@ -39,6 +43,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (cmd == "check-config") return vmhost::cli::checkConfig(rest);
   if (cmd == "all-in-one") return vmhost::cli::allInOne(rest);
+  if (cmd == "controller") return vmhost::cli::controllerMain(rest);
+  if (cmd == "node") return vmhost::cli::nodeMain(rest);
   if (cmd == "version") {
     std::printf("vmhost %s (plugin ABI %u..%u)\n", VMHOST_VERSION, VMHOST_ABI_VERSION_MIN,
                 VMHOST_ABI_VERSION);

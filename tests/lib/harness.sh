@@ -76,7 +76,7 @@ KC
 stop_aio() {
   local name=$1 sig=${2:-TERM}
   local pid
-  eval "pid=\$PID_$name"
+  eval "pid=\$PID_${name//[^a-zA-Z0-9_]/_}"
   kill "-$sig" "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
@@ -110,4 +110,59 @@ wait_for() {
     sleep 0.2
   done
   return 1
+}
+
+# start_controller NAME CONFIG [extra flags]: a `vmhost controller` with its
+# data in $WORK/NAME on free loopback ports; sets API_NAME, JOIN_NAME (the
+# ADDR:PORT nodes join) and PID_NAME, and writes $WORK/NAME.kubeconfig.
+start_controller() {
+  local name=$1 config=$2; shift 2
+  local log="$WORK/$name.log"
+  # Later flags win: pass --listen/--cluster-listen to pin the ports (a
+  # restarted controller must come back where its nodes look for it).
+  "$VMHOST" controller --config "$config" --data-dir "$WORK/$name" --listen 127.0.0.1:0 \
+    --cluster-listen 127.0.0.1:0 "$@" >>"$log" 2>&1 &
+  local pid=$!
+  AIO_PIDS+=("$pid")
+  eval "PID_$name=$pid"
+  local line="" before
+  before=$(grep -c 'vmhost controller: API on' "$log" 2>/dev/null || true)
+  for _ in $(seq 1 300); do
+    if [ "$(grep -c 'vmhost controller: API on' "$log" 2>/dev/null || true)" -gt "${before:-0}" ]; then
+      line=$(grep 'vmhost controller: API on' "$log" | tail -n 1)
+      break
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then echo "vmhost controller exited:"; cat "$log"; return 1; fi
+    sleep 0.2
+  done
+  [ -n "$line" ] || { echo "vmhost controller did not start in 60 s"; cat "$log"; return 1; }
+  eval "API_$name=$(sed 's/.*API on \(http:[^,]*\),.*/\1/' <<<"$line")"
+  eval "JOIN_$name=$(sed 's/.*nodes join on \([0-9.:]*\),.*/\1/' <<<"$line")"
+  local url
+  eval "url=\$API_$name"
+  cat >"$WORK/$name.kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- cluster: {server: "$url"}
+  name: $name
+contexts:
+- context: {cluster: $name, user: $name, namespace: default}
+  name: $name
+current-context: $name
+users:
+- name: $name
+  user: {}
+KC
+}
+
+# start_node NAME CONFIG CONTROLLER_ADDR [extra flags]: a `vmhost node`
+# named NAME with its data in $WORK/NAME; sets PID_NAME.
+start_node() {
+  local name=$1 config=$2 controller=$3; shift 3
+  "$VMHOST" node --config "$config" --data-dir "$WORK/$name" --node-name "$name" \
+    --controller "$controller" "$@" >>"$WORK/$name.log" 2>&1 &
+  local pid=$!
+  AIO_PIDS+=("$pid")
+  eval "PID_${name//[^a-zA-Z0-9_]/_}=$pid"
 }

@@ -297,7 +297,7 @@ Status onLoop(RpcControlPlane::Impl& impl, const char* what, Func&& call) {
         std::lock_guard lock(impl.mu);
         why = impl.lastError;
       }
-      return KJ_EXCEPTION(DISCONNECTED, "not connected to the controller", why.c_str());
+      return KJ_EXCEPTION(DISCONNECTED, kj::str("not connected (", why.c_str(), ")"));
     });
     return Ok{};
   } catch (const kj::Exception& e) {
