@@ -21,7 +21,7 @@
 #   vmhost.echo=PORT        a TCP echo service on PORT (busybox nc -ll -e cat);
 #                           prints "vmhost-guest: echo PORT".
 #   vmhost.marker=DEV:TEXT  prints what the disk /dev/DEV holds at its start,
-#                           "vmhost-guest: marker DEV TEXT0" or "... DEV none";
+#                           "vmhost-guest: marker DEV HELD" or "... DEV none";
 #                           if none, writes TEXT there (and syncs) and prints
 #                           "vmhost-guest: marker DEV wrote TEXT". Repeat the
 #                           parameter for several disks. TEXT: [A-Za-z0-9._-],
