@@ -36,10 +36,10 @@ check "vmctl apply" vmctl aio apply -f "$WORK/$vm.yaml"
 check "the VM reaches Running" wait_phase aio "$vm" Running 240
 check "the guest booted" wait_for 90 grep -q "vmhost-guest: booted" "$console"
 grep "vmhost-guest: \(nic\|eth0\|echo\)" "$console" || true
-check "the guest set its address" grep -q "vmhost-guest: eth0 address $GUEST_IP/24$" "$console"
+check "the guest set its address" console_has "$console" 1 "vmhost-guest: eth0 address $GUEST_IP/24$"
 check "one more tap in the namespace" test "$(tap_count)" -eq $((taps_before + 1))
-tap=$(for t in /sys/class/net/*/tun_flags; do d=${t%/tun_flags}; echo "${d##*/}"; done | head -n 1)
-check "the tap ($tap) is a port of $BR" test "$(basename "$(readlink "/sys/class/net/$tap/master" 2>/dev/null)")" = "$BR"
+taps_on "$BR"
+check "the tap is a port of $BR" test "$(taps_on "$BR" | wc -l)" -eq 1
 
 pinged() { busybox ping -c 1 -W 1 "$GUEST_IP" >/dev/null 2>&1; }
 check "the host pings the guest" wait_for 30 pinged

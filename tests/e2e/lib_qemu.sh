@@ -111,6 +111,9 @@ make_marked_image() {
 # lines: the node appends every boot to the same file).
 console_from() { tail -n "+$2" "$1" 2>/dev/null || true; }
 lines_of() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
+# console_has FILE FROM_LINE REGEX: a line of the console from FROM_LINE on
+# matches REGEX (the serial console ends lines with CR LF; the CR is dropped).
+console_has() { console_from "$1" "$2" | tr -d '\r' | grep -q -- "$3"; }
 
 # embed_qemu_pids LIBVIRT_ROOT: "DOMAIN PID" of every QEMU that embed root
 # started (from libvirt's pid files), for precise cleanup and counting.
@@ -118,6 +121,7 @@ embed_qemu_pids() {
   local f pid
   for f in "$1"/run/qemu/*.pid; do
     [ -f "$f" ] || continue
+    [ "${f##*/}" = driver.pid ] && continue  # the embedding process itself
     pid=$(cat "$f" 2>/dev/null) || continue
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$(basename "$f" .pid) $pid"
   done
@@ -154,7 +158,7 @@ make_test_bridge() {
 
 # status_mac NAME VM [INTERFACE_INDEX]: status.interfaces[i].mac, read with kubectl.
 status_mac() {
-  kctl "$1" get virtualmachines "$2" -o "jsonpath={.status.interfaces[${3:-0}].mac}" 2>/dev/null
+  kctl "$1" get virtualmachines "$2" -o "jsonpath={.status.interfaces[${3:-0}].mac}" 2>/dev/null || true
 }
 
 # guest_mac CONSOLE NIC: the MAC the guest printed for NIC (last boot's line).
@@ -163,5 +167,8 @@ guest_mac() { sed -n "s/^vmhost-guest: nic $2 \([0-9a-f:]*\).*/\1/p" "$1" 2>/dev
 # tcp_echo ADDR PORT TEXT: sends TEXT to an echo service, prints the reply.
 tcp_echo() { echo "$3" | timeout 10 busybox nc -w 3 "$1" "$2" 2>/dev/null | head -n 1; }
 
-# tap_count: tap devices in this network namespace.
-tap_count() { ls /sys/class/net/*/tun_flags 2>/dev/null | wc -l; }
+# tap_count: tap devices in this network namespace. (Not /sys/class/net:
+# sysfs shows the namespace that mounted it, the root one.)
+tap_count() { ip -o link show type tun | wc -l; }
+# taps_on BRIDGE: "NAME master BRIDGE" for each tap that is a port of BRIDGE.
+taps_on() { ip -o link show master "$1" type tun | awk -F': ' '{print $2}' | sed "s/@.*//; s/$/ master $1/"; }

@@ -61,10 +61,7 @@ check "every guest answers a TCP echo" wait_for 60 echo_all
 snapshot() {
   {
     echo "taps $(tap_count)"
-    for t in /sys/class/net/*/tun_flags; do
-      d=${t%/tun_flags}
-      echo "tap ${d##*/} master $(basename "$(readlink "$d/master" 2>/dev/null)")"
-    done
+    taps_on "$BR" | sort | sed 's/^/tap /'
     find "$WORK/pool" -type f -printf 'file %P inode %i\n' | sort
     echo "domains $(find "$EMBED/etc/qemu" -maxdepth 1 -name '*.xml' | wc -l)"
     echo "state files $(find "$WORK/aio/node/vms" -type f | wc -l)"
