@@ -32,8 +32,8 @@ console="$WORK/aio/node/console/default_$vm.log"
 write_guest_vm_args "$WORK/$vm.yaml" "$vm" 128Mi "vmhost.ip=$GUEST_IP/24 vmhost.echo=$PORT" "  interfaces:
   - {name: net0, bridge: $BR}"
 taps_before=$(tap_count)
-check "vmctl apply" vmctl aio apply -f "$WORK/$vm.yaml"
-check "the VM reaches Running" wait_phase aio "$vm" Running 240
+require "vmctl apply" vmctl aio apply -f "$WORK/$vm.yaml"
+require "the VM reaches Running" wait_phase aio "$vm" Running 240
 check "the guest booted" wait_for 90 grep -q "vmhost-guest: booted" "$console"
 grep "vmhost-guest: \(nic\|eth0\|echo\)" "$console" || true
 check "the guest set its address" console_has "$console" 1 "vmhost-guest: eth0 address $GUEST_IP/24$"

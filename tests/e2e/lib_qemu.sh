@@ -172,3 +172,10 @@ tcp_echo() { echo "$3" | timeout 10 busybox nc -w 3 "$1" "$2" 2>/dev/null | head
 tap_count() { ip -o link show type tun | wc -l; }
 # taps_on BRIDGE: "NAME master BRIDGE" for each tap that is a port of BRIDGE.
 taps_on() { ip -o link show master "$1" type tun | awk -F': ' '{print $2}' | sed "s/@.*//; s/$/ master $1/"; }
+
+# require DESCRIPTION COMMAND...: as check, but a failure ends the test at
+# once (nothing after it could pass; the trap still tears everything down).
+require() {
+  local what=$1; shift
+  if "$@"; then pass "$what"; else fail "$what"; echo "stopping: a required step failed"; exit 1; fi
+}

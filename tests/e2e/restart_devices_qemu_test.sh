@@ -3,7 +3,7 @@
 # disks and NICs run, in a private network namespace: N VMs (default 2), each
 # with an ephemeral overlay, a persistent disk and a NIC on a bridge. Counted
 # before and after: taps, pool files (by inode: none re-created), domains,
-# node state files, QEMU processes (by pid). After the restart: the same
+# domain definitions (by checksum), node state files, QEMU processes (by pid). After the restart: the same
 # counts and pids, every VM Running with the same status MACs, no guest
 # rebooted, every guest still answers a TCP echo through its NIC.
 # usage: restart_devices_qemu_test.sh BUILD_DIR SOURCE_DIR [N]
@@ -34,14 +34,14 @@ for i in $(seq 1 "$N"); do
   - name: scratch
     ephemeral: {image: {path: $WORK/base.qcow2}}
   - name: data
-    persistent: {size: 16Mi}
+    persistent: {claimName: rd$i-data, size: 16Mi}
   interfaces:
   - {name: net0, bridge: $BR}"
   cat "$WORK/rd$i.yaml"; echo "---"
 done >"$WORK/all.yaml"
-check "vmctl apply $N VMs" vmctl aio apply -f "$WORK/all.yaml"
-running() { [ "$(vmctl aio get | grep -c ' Running ')" -eq "$N" ]; }
-check "all $N reach Running" wait_for 300 running
+require "vmctl apply $N VMs" vmctl aio apply -f "$WORK/all.yaml"
+running() { [ "$(vmctl aio get 2>/dev/null | grep -c ' Running ')" -eq "$N" ]; }
+require "all $N reach Running" wait_for 300 running
 booted_all() {
   local i
   for i in $(seq 1 "$N"); do
@@ -64,6 +64,8 @@ snapshot() {
     taps_on "$BR" | sort | sed 's/^/tap /'
     find "$WORK/pool" -type f -printf 'file %P inode %i\n' | sort
     echo "domains $(find "$EMBED/etc/qemu" -maxdepth 1 -name '*.xml' | wc -l)"
+    # A redefinition would rewrite these (libvirt's persistent definitions).
+    (cd "$EMBED/etc/qemu" && sha256sum ./*.xml) | sed 's/^/definition /'
     echo "state files $(find "$WORK/aio/node/vms" -type f | wc -l)"
     embed_qemu_pids "$EMBED" | sort | sed 's/^/qemu /'
     for i in $(seq 1 "$N"); do

@@ -56,8 +56,8 @@ for plugin in "${PLUGINS[@]}"; do
     persistent: {claimName: $vm-drop, image: {path: $WORK/base-marked.qcow2}, reclaimPolicy: Delete}
   - name: scratch
     ephemeral: {image: {path: $WORK/base-blank.qcow2}}"
-  check "[$plugin] vmctl apply" vmctl "$aio" apply -f "$WORK/$vm.yaml"
-  check "[$plugin] the VM reaches Running" wait_phase "$aio" "$vm" Running 240
+  require "[$plugin] vmctl apply" vmctl "$aio" apply -f "$WORK/$vm.yaml"
+  require "[$plugin] the VM reaches Running" wait_phase "$aio" "$vm" Running 240
   check "[$plugin] the guest booted" wait_for 90 grep -q "vmhost-guest: booted" "$console"
   grep "vmhost-guest: \(disks\|marker\)" "$console" || true
   check "[$plugin] the guest sees three disks" console_has "$console" 1 "vmhost-guest: disks vda vdb vdc$"
