@@ -151,9 +151,10 @@ require_private_netns() {
 # make_test_bridge NAME ADDR/PREFIX: a bridge with an address, in the test's
 # private network namespace.
 make_test_bridge() {
-  ip link add "$1" type bridge &&
-    ip addr add "$2" dev "$1" &&
-    ip link set "$1" up || { echo "FAIL: cannot create bridge $1"; exit 1; }
+  if ! { ip link add "$1" type bridge && ip addr add "$2" dev "$1" && ip link set "$1" up; }; then
+    echo "FAIL: cannot create bridge $1"
+    exit 1
+  fi
 }
 
 # status_mac NAME VM [INTERFACE_INDEX]: status.interfaces[i].mac, read with kubectl.

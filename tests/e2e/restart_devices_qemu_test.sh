@@ -95,6 +95,17 @@ check "the same taps, pool files (inodes), domains, state files, QEMU pids, MACs
   cmp -s "$WORK/before.txt" "$WORK/after.txt"
 diff "$WORK/before.txt" "$WORK/after.txt" || true
 check "every guest still answers a TCP echo" wait_for 30 echo_all
+ready_all() {
+  local i
+  for i in $(seq 1 "$N"); do
+    [ "$(kctl aio get virtualmachines "rd$i" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ] || return 1
+  done
+}
+check "every VM's Ready condition is True" wait_for 30 ready_all
+node_ready() {
+  [ "$(kctl aio get nodes restart-node -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+}
+check "the node is Ready again" wait_for 30 node_ready
 check "no reconcile error after the restart" sh -c "! grep -q 'vm default/rd' '$WORK/aio.log'"
 
 for i in $(seq 1 "$N"); do vmctl aio delete "rd$i" >/dev/null; done

@@ -73,7 +73,7 @@ for plugin in "${PLUGINS[@]}"; do
 
   check "[$plugin] vmctl stop" vmctl "$aio" stop "$vm"
   check "[$plugin] the VM reaches Stopped" wait_phase "$aio" "$vm" Stopped 90
-  no_qemu() { [ -z "$(embed_qemu_pids "$EMBED" | grep "default_$vm ")" ]; }
+  no_qemu() { ! embed_qemu_pids "$EMBED" | grep -q "^default_$vm "; }
   check "[$plugin] no QEMU after stop" wait_for 30 no_qemu
   check "[$plugin] the overlay is gone while stopped" wait_for 30 test ! -e "$overlay"
   check "[$plugin] the pool file of vda holds keep-1 (read on the host)" test "$(disk_marker "$keep")" = keep-1
