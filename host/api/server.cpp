@@ -132,6 +132,7 @@ struct Request {
   bool wantTable = false;
   FieldValidation fieldValidation = FieldValidation::kWarn;
   bool dryRun = false;
+  const kj::HttpHeaders* headers = nullptr;  // valid while the request is served
 
   std::string param(const std::string& key) const {
     auto it = query.find(key);
@@ -1285,6 +1286,7 @@ class ApiService final : public kj::HttpService {
         break;
     }
     parseTarget(std::string(url.cStr()), *req);
+    req->headers = &headers;
     KJ_IF_MAYBE (a, headers.get(acceptId_)) {
       req->accept = a->cStr();
     }
@@ -1425,6 +1427,153 @@ class ApiService final : public kj::HttpService {
     return r;
   }
 
+  // ---- the console subresource: a WebSocket carrying the serial port's
+  // bytes, binary frames both ways (text frames from the client are taken
+  // as bytes too). The provider's thread hands output to this loop through
+  // a ConsoleBridge.
+  struct ConsoleBridge {
+    std::mutex mu;
+    std::string pending;  // output not yet sent
+    bool closed = false;
+    std::string reason;
+    Waker waker;
+  };
+  // Output the client has not taken yet beyond this is dropped, oldest
+  // first (a console is interactive; the serial log keeps everything).
+  static constexpr size_t kConsoleBacklog = 1u << 20;
+
+  kj::Promise<void> console(const Route& route, Request& req, Response& response,
+                            Clock::time_point start) {
+    if (req.verb != Verb::kGet) {
+      return send(response, req,
+                  statusReply(405, "MethodNotAllowed", "the console is attached with GET"), start);
+    }
+    if (req.headers == nullptr || !req.headers->isWebSocket()) {
+      return send(response, req,
+                  badRequest("the console subresource needs a WebSocket upgrade (use vmctl "
+                             "console)"),
+                  start);
+    }
+    if (options_.consoles == nullptr) {
+      return send(response, req,
+                  statusReply(503, "ServiceUnavailable", "this API server serves no consoles"),
+                  start);
+    }
+    auto stored = store_.get(virtualMachineKey(route.ns, route.name));
+    if (!stored.ok()) {
+      if (stored.error().code == VMHOST_ERR_NOT_FOUND) {
+        return send(
+            response, req,
+            statusReply(404, "NotFound",
+                        "virtualmachines.vmhost.io \"" + route.name + "\" not found",
+                        Json{{"name", route.name}, {"group", kGroup}, {"kind", "virtualmachines"}}),
+            start);
+      }
+      return send(response, req, statusReply(503, "ServiceUnavailable", stored.error().message),
+                  start);
+    }
+    auto vm = decodeStoredVirtualMachine(*stored);
+    if (!vm.ok()) {
+      return send(response, req, statusReply(500, "InternalError", vm.error().message), start);
+    }
+    if (vm->status.phase != "Running") {
+      return send(
+          response, req,
+          statusReply(409, "Conflict",
+                      "VirtualMachine " + route.ns + "/" + route.name + " is not running (phase " +
+                          (vm->status.phase.empty() ? "Pending" : vm->status.phase) +
+                          "); start it first"),
+          start);
+    }
+    auto bridge = std::make_shared<ConsoleBridge>();
+    api::ConsoleCallbacks callbacks;
+    callbacks.onData = [bridge](std::string_view bytes) {
+      std::lock_guard lock(bridge->mu);
+      bridge->pending.append(bytes);
+      if (bridge->pending.size() > kConsoleBacklog) {
+        bridge->pending.erase(0, bridge->pending.size() - kConsoleBacklog);
+      }
+      bridge->waker.notify();
+    };
+    callbacks.onClose = [bridge](const std::string& reason) {
+      std::lock_guard lock(bridge->mu);
+      bridge->closed = true;
+      bridge->reason = reason;
+      bridge->waker.notify();
+    };
+    auto stream = options_.consoles->openConsole(*vm, std::move(callbacks));
+    if (!stream.ok()) {
+      const Error& e = stream.error();
+      unsigned code = e.code == VMHOST_ERR_NOT_FOUND             ? 404
+                      : e.code == VMHOST_ERR_FAILED_PRECONDITION ? 409
+                                                                 : 503;
+      const char* reason = code == 404   ? "NotFound"
+                           : code == 409 ? "Conflict"
+                                         : "ServiceUnavailable";
+      return send(response, req, statusReply(code, reason, e.message), start);
+    }
+    record(req, 101, start);
+    auto ws = response.acceptWebSocket(kj::HttpHeaders(table_));
+    auto& socket = *ws;
+    auto& input = *stream.value();
+    auto out = consoleOut(socket, bridge);
+    auto in = consoleIn(socket, input);
+    return out.exclusiveJoin(kj::mv(in))
+        .catch_([](kj::Exception&&) {})  // the client went away
+        .attach(kj::mv(stream.value()), kj::mv(ws), kj::mv(bridge));
+  }
+
+  // Guest -> client, until the provider closes the console (then a Close
+  // frame with its reason).
+  static kj::Promise<void> consoleOut(kj::WebSocket& ws, std::shared_ptr<ConsoleBridge> b) {
+    return b->waker.wait().then([&ws, b]() mutable -> kj::Promise<void> {
+      std::string data;
+      bool closed;
+      std::string reason;
+      {
+        std::lock_guard lock(b->mu);
+        data.swap(b->pending);
+        closed = b->closed;
+        reason = b->reason;
+      }
+      kj::Promise<void> sent = kj::READY_NOW;
+      if (!data.empty()) {
+        auto bytes =
+            kj::heapArray<kj::byte>(reinterpret_cast<const kj::byte*>(data.data()), data.size());
+        auto& ref = bytes;
+        sent = ws.send(ref.asPtr()).attach(kj::mv(bytes));
+      }
+      if (closed) {
+        // A close reason is at most 123 bytes.
+        if (reason.size() > 120) reason.resize(120);
+        return sent.then([&ws, reason]() { return ws.close(1000, reason); });
+      }
+      return sent.then([&ws, b]() mutable { return consoleOut(ws, kj::mv(b)); });
+    });
+  }
+
+  // Client -> guest, until the client detaches (a Close frame) or goes away.
+  static kj::Promise<void> consoleIn(kj::WebSocket& ws, api::ConsoleStream& console) {
+    return ws.receive(64 * 1024).then(
+        [&ws, &console](kj::WebSocket::Message&& m) -> kj::Promise<void> {
+          std::string_view bytes;
+          KJ_SWITCH_ONEOF(m) {
+            KJ_CASE_ONEOF(text, kj::String) { bytes = std::string_view(text.begin(), text.size()); }
+            KJ_CASE_ONEOF(data, kj::Array<kj::byte>) {
+              bytes = std::string_view(reinterpret_cast<const char*>(data.begin()), data.size());
+            }
+            KJ_CASE_ONEOF(close, kj::WebSocket::Close) {
+              (void)close;
+              return ws.close(1000, "detached");
+            }
+          }
+          // A failed write means the console ended: the output side reports
+          // why and closes; keep reading until then or until the client leaves.
+          if (!bytes.empty()) (void)console.write(bytes);
+          return consoleIn(ws, console);
+        });
+  }
+
   ResourceHandler* handlerFor(const Route& r) {
     for (auto& h : handlers_) {
       if (h->info.group == r.group && h->info.version == r.version &&
@@ -1462,6 +1611,9 @@ class ApiService final : public kj::HttpService {
       return send(response, req,
                   statusReply(404, "NotFound", "the server could not find the requested resource"),
                   start);
+    }
+    if (route.subresource == "console" && info.group == kGroup && info.namespaced) {
+      return console(route, req, response, start);
     }
     if (!route.subresource.empty() && route.subresource != "status") {
       return send(response, req,

@@ -7,6 +7,8 @@
 //   /api/v1/namespaces[/<name>]      read-only: "default" and every namespace with a VM
 //   /openapi/v2 /openapi/v3 /openapi/v3/apis/<group>/<version>       schemas
 //   /apis/vmhost.io/v1/namespaces/<ns>/virtualmachines[/<name>[/status]]
+//   /apis/vmhost.io/v1/namespaces/<ns>/virtualmachines/<name>/console  WebSocket:
+//       the guest's serial console, raw bytes in binary frames both ways
 //   /apis/vmhost.io/v1/nodes[/<name>[/status]]                       cluster-scoped
 //   /apis/kubevirt.io/v1alpha1/namespaces/<ns>/vms[/<name>[/status]]  the seed's VM
 //   (and the all-namespaces lists /apis/<g>/<v>/virtualmachines, .../vms)
@@ -32,6 +34,7 @@
 // fulfillers.
 #pragma once
 
+#include "api/console.h"
 #include "common/metrics.h"
 #include "common/result.h"
 #include "common/store/store.h"
@@ -54,6 +57,9 @@ struct ServerOptions {
   std::chrono::seconds maxWatchTimeout{1800};
   // Reported in /version (gitVersion "v1.32.0+vmhost-<version>").
   std::string vmhostVersion = "0.1.0";
+  // Serves .../virtualmachines/<name>/console; nullptr answers 503. Not
+  // owned; must outlive the Server.
+  ConsoleProvider* consoles = nullptr;
 };
 
 class Server {

@@ -10,6 +10,7 @@
 // Server, token and namespace come from flags, then $VMHOST_SERVER /
 // $VMHOST_TOKEN, then the config file (--config, $VMCTL_CONFIG, or
 // ~/.config/vmhost/vmctl.yaml), then defaults (http://127.0.0.1:8080, default).
+#include "cli/console.h"
 #include "cli/http_client.h"
 #include "common/yaml_json.h"
 
@@ -43,7 +44,8 @@ const char* kUsage =
     "  delete [vm] NAME\n"
     "  start NAME                           set runStrategy Always\n"
     "  stop NAME                            set runStrategy Halted\n"
-    "  wait NAME --for=phase=PHASE [--timeout=120s]\n";
+    "  wait NAME --for=phase=PHASE [--timeout=120s]\n"
+    "  console NAME                         the guest's serial console; Ctrl-] detaches\n";
 
 struct Options {
   std::string server;
@@ -640,6 +642,12 @@ int main(int argc, char** argv) {
   if (cmd == "start") return setRunStrategy(http, o, args, "start", "Always");
   if (cmd == "stop") return setRunStrategy(http, o, args, "stop", "Halted");
   if (cmd == "wait") return wait(http, o, args);
+  if (cmd == "console") {
+    if (args.size() != 1 || args[0].empty() || args[0][0] == '-') {
+      die("console: usage: vmctl console NAME");
+    }
+    return runConsole(ConsoleOptions{o.server, o.token, o.ns, args[0]});
+  }
   std::fprintf(stderr, "vmctl: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }

@@ -45,7 +45,7 @@ bool validName(const char* name) {
 }
 
 void hostLog(void* ctx, int32_t level, const char* message) {
-  const auto* info = static_cast<const PluginInfo*>(ctx);
+  const auto* info = &static_cast<const PluginInstance*>(ctx)->info();
   static const char* names[] = {"debug", "info", "warning", "error"};
   const char* lvl = level >= 0 && level <= 3 ? names[level] : "info";
   std::fprintf(stderr, "%s plugin %s: %s: %s\n", kindName(info->kind).c_str(), info->name.c_str(),
@@ -53,6 +53,24 @@ void hostLog(void* ctx, int32_t level, const char* message) {
 }
 
 }  // namespace
+
+void PluginInstance::hostProgress(void* ctx, const char* vmUid, const char* what, uint64_t done,
+                                  uint64_t total) {
+  auto* self = static_cast<PluginInstance*>(ctx);
+  ProgressHandler handler;
+  {
+    std::lock_guard lock(self->progressMu_);
+    handler = self->progress_;
+  }
+  if (handler) {
+    handler(vmUid != nullptr ? vmUid : "", what != nullptr ? what : "", done, total);
+  }
+}
+
+void PluginInstance::setProgressHandler(ProgressHandler handler) {
+  std::lock_guard lock(progressMu_);
+  progress_ = std::move(handler);
+}
 
 std::string kindName(int32_t kind) {
   switch (kind) {
@@ -195,8 +213,7 @@ PluginInstance::PluginInstance(std::shared_ptr<const PluginLibrary> library,
       instance_(instance),
       limits_(limits),
       threadSafe_((library_->info().capabilities & VMHOST_CAP_THREAD_SAFE) != 0),
-      callbacks_{sizeof(vmhost_host_callbacks), const_cast<PluginInfo*>(&library_->info()),
-                 &hostLog} {}
+      callbacks_{sizeof(vmhost_host_callbacks), this, &hostLog, &PluginInstance::hostProgress} {}
 
 PluginInstance::~PluginInstance() {
   if (instance_ != nullptr) library_->descriptor().destroy_fn(instance_);

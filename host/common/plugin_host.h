@@ -108,6 +108,14 @@ class PluginInstance {
       std::function<void(const PluginInfo&, uint32_t method, int32_t code, double seconds)>;
   void setObserver(CallObserver observer) { observer_ = std::move(observer); }
 
+  // Receives the plugin's progress reports (vmhost_host_callbacks.
+  // report_progress): the VM's uid, what is in progress, bytes done and
+  // total (0: unknown). Called on whatever thread the plugin reports from;
+  // the handler rate-limits. Replaceable at any time.
+  using ProgressHandler = std::function<void(const std::string& vmUid, const std::string& what,
+                                             uint64_t done, uint64_t total)>;
+  void setProgressHandler(ProgressHandler handler);
+
   // Calls `method` with `request`, expecting a response of type T. Any
   // failure of the plugin (an error, an exception it contained, a
   // malformed or oversized response) is an Error for this call only.
@@ -134,6 +142,10 @@ class PluginInstance {
   std::mutex mutex_;                 // serializes calls unless the plugin is VMHOST_CAP_THREAD_SAFE
   vmhost_host_callbacks callbacks_;  // lent to the plugin until destroy
   CallObserver observer_;
+  static void hostProgress(void* ctx, const char* vmUid, const char* what, uint64_t done,
+                           uint64_t total);
+  std::mutex progressMu_;
+  ProgressHandler progress_;
 };
 
 // The decoded response buffer of one call (defined here so that call<T> can

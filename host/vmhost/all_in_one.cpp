@@ -6,6 +6,7 @@
 #include "common/store/sqlite_store.h"
 #include "controller/scheduling.h"
 #include "node/agent/agent.h"
+#include "node/agent/console.h"
 #include "node/libvirt.h"
 
 #include <signal.h>
@@ -120,8 +121,10 @@ int allInOne(const std::vector<std::string>& args) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   metrics::Registry registry;
+  node::LibvirtConsoles consoles(libvirt.value());
   api::ServerOptions serverOptions;
   serverOptions.listenAddress = config.listen;
+  serverOptions.consoles = &consoles;
   api::Server server(*store.value(), registry, serverOptions);
   auto port = server.start();
   if (!port.ok()) {
@@ -150,9 +153,11 @@ int allInOne(const std::vector<std::string>& args) {
   agentOptions.labels = config.node.labels;
   agentOptions.stopGracePeriod = std::chrono::seconds(config.node.stopGracePeriodSeconds);
   agentOptions.resync = std::chrono::seconds(config.node.resyncSeconds);
+  agentOptions.heartbeat = std::chrono::seconds(config.node.heartbeatSeconds);
   agentOptions.cpuAllocationRatio = config.node.cpuAllocationRatio;
   agentOptions.memoryAllocationRatio = config.node.memoryAllocationRatio;
-  node::NodeAgent agent(*store.value(), libvirt.value(), plugins.value().get(VMHOST_KIND_STORAGE),
+  node::StoreControlPlane controlPlane(*store.value());
+  node::NodeAgent agent(controlPlane, libvirt.value(), plugins.value().get(VMHOST_KIND_STORAGE),
                         plugins.value().get(VMHOST_KIND_NETWORK), registry, agentOptions);
   if (auto s = agent.registerNode(); !s.ok()) {
     std::fprintf(stderr, "node %s: %s\n", config.node.name.c_str(), s.error().message.c_str());

@@ -10,6 +10,8 @@
 #include <capnp/message.h>
 #include <libvirt/libvirt.h>
 
+#include <algorithm>
+#include <cctype>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
@@ -104,9 +106,9 @@ bool isStopped(DomainState s) { return s == DomainState::kShutOff || s == Domain
 
 }  // namespace
 
-NodeAgent::NodeAgent(store::Store& store, Connection& libvirt, PluginInstance& storage,
+NodeAgent::NodeAgent(ControlPlane& control, Connection& libvirt, PluginInstance& storage,
                      PluginInstance& network, metrics::Registry& metrics, AgentOptions options)
-    : store_(store),
+    : control_(control),
       libvirt_(libvirt),
       storage_(storage),
       network_(network),
@@ -116,6 +118,15 @@ NodeAgent::NodeAgent(store::Store& store, Connection& libvirt, PluginInstance& s
       h.ok()) {
     reconcileLatency_ = h.value();
   }
+  if (auto h = metrics.histogram(
+          "vmhost_node_vm_start_step_seconds",
+          "Time of each step of starting a VM on a node: storage (the storage plugin "
+          "prepares every disk), network (the network plugin attaches every NIC), define "
+          "(libvirt defines the domain), start (libvirt starts it)",
+          {"node", "step"});
+      h.ok()) {
+    startSteps_ = h.value();
+  }
   if (auto c = metrics.counter("vmhost_node_reconcile_errors_total",
                                "Reconcile passes that ended with an error", {"node"});
       c.ok()) {
@@ -124,6 +135,47 @@ NodeAgent::NodeAgent(store::Store& store, Connection& libvirt, PluginInstance& s
   std::error_code ec;
   fs::create_directories(fs::path(options_.dataDir) / "node" / "vms", ec);
   fs::create_directories(fs::path(options_.dataDir) / "node" / "console", ec);
+  storage_.setProgressHandler([this](const std::string& uid, const std::string& what, uint64_t done,
+                                     uint64_t total) { onProgress(uid, what, done, total); });
+}
+
+NodeAgent::~NodeAgent() { storage_.setProgressHandler({}); }
+
+namespace {
+std::string mebibytes(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return buf;
+}
+}  // namespace
+
+// A storage plugin's progress (a base image being fetched) as the VM's
+// ImagesReady condition, at most once a second per VM plus the last report.
+void NodeAgent::onProgress(const std::string& uid, const std::string& what, uint64_t done,
+                           uint64_t total) {
+  VmKey key;
+  bool finished = total > 0 && done >= total;
+  {
+    std::lock_guard lock(progressMu_);
+    if (preparing_.uid != uid || uid.empty()) return;  // not the VM being prepared
+    auto now = Clock::now();
+    if (!finished && now - preparing_.lastReport < std::chrono::seconds(1)) return;
+    preparing_.lastReport = now;
+    key = preparing_.key;
+  }
+  std::string message = what + ": " + mebibytes(done);
+  if (total > 0) {
+    message += " of " + mebibytes(total) + " (" +
+               std::to_string(static_cast<int>(100.0 * static_cast<double>(done) /
+                                               static_cast<double>(total))) +
+               "%)";
+  }
+  (void)control_.updateVmStatus(key.first, key.second, [&](api::VirtualMachineStatus& s) {
+    if (s.nodeName != options_.nodeName) return false;
+    setCondition(s.conditions, "ImagesReady", finished ? "True" : "False",
+                 finished ? "Fetched" : "Fetching", message);
+    return true;
+  });
 }
 
 std::string NodeAgent::stateFile(const VmKey& key) const {
@@ -161,16 +213,14 @@ Status NodeAgent::registerNode() {
   node.status.allocatable = node.status.capacity;
   setCondition(node.status.conditions, "Ready", "True", "NodeAgentReady",
                "vmhost node agent is running (libvirt " + libvirt_.uri() + ")");
-  auto r = api::registerNode(store_, node);
-  if (!r.ok()) return r.error();
-  return Ok{};
+  return control_.registerNode(node);
 }
 
 Status NodeAgent::setPhase(const api::VirtualMachine& vm, const std::string& phase,
                            const std::string& readyStatus, const std::string& reason,
                            const std::string& message) {
-  auto r = api::updateVirtualMachineStatus(
-      store_, vm.metadata.ns, vm.metadata.name, [&](api::VirtualMachineStatus& s) {
+  auto r =
+      control_.updateVmStatus(vm.metadata.ns, vm.metadata.name, [&](api::VirtualMachineStatus& s) {
         if (s.nodeName != options_.nodeName) return false;  // re-bound meanwhile: not ours to say
         bool changed = s.phase != phase;
         s.phase = phase;
@@ -183,6 +233,17 @@ Status NodeAgent::setPhase(const api::VirtualMachine& vm, const std::string& pha
 
 Result<DomainSpec> NodeAgent::prepare(const api::VirtualMachine& vm,
                                       std::vector<api::InterfaceStatus>& macs) {
+  {
+    std::lock_guard lock(progressMu_);
+    preparing_ = Preparing{vm.metadata.uid, {vm.metadata.ns, vm.metadata.name}, {}};
+  }
+  struct Done {
+    NodeAgent* self;
+    ~Done() {
+      std::lock_guard lock(self->progressMu_);
+      self->preparing_ = {};
+    }
+  } done{this};
   DomainSpec spec;
   spec.name = domainName(vm.metadata.ns, vm.metadata.name);
   spec.uuid = vm.metadata.uid;
@@ -207,6 +268,15 @@ Result<DomainSpec> NodeAgent::prepare(const api::VirtualMachine& vm,
     if (vm.spec.video->heads) v.heads = static_cast<uint32_t>(*vm.spec.video->heads);
     spec.video = v;
   }
+  auto stepStart = Clock::now();
+  auto step = [&](const char* name) {
+    auto now = Clock::now();
+    if (startSteps_ != nullptr) {
+      startSteps_->observe({options_.nodeName, name},
+                           std::chrono::duration<double>(now - stepStart).count());
+    }
+    stepStart = now;
+  };
   auto indexes = diskIndexes(vm);
   for (size_t i = 0; i < vm.spec.disks.size(); ++i) {
     const api::Disk& disk = vm.spec.disks[i];
@@ -238,6 +308,7 @@ Result<DomainSpec> NodeAgent::prepare(const api::VirtualMachine& vm,
     d.shared = a.getShared();
     spec.disks.push_back(std::move(d));
   }
+  step("storage");
   for (size_t i = 0; i < vm.spec.interfaces.size(); ++i) {
     const api::Interface& iface = vm.spec.interfaces[i];
     capnp::MallocMessageBuilder message;
@@ -262,7 +333,38 @@ Result<DomainSpec> NodeAgent::prepare(const api::VirtualMachine& vm,
     macs.push_back(api::InterfaceStatus{iface.name, n.mac});
     spec.interfaces.push_back(std::move(n));
   }
+  if (auto s = claimMacs({vm.metadata.ns, vm.metadata.name}, macs); !s.ok()) return s.error();
+  step("network");
   return spec;
+}
+
+Status NodeAgent::claimMacs(const VmKey& key, const std::vector<api::InterfaceStatus>& macs) {
+  auto lower = [](std::string m) {
+    for (char& c : m) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return m;
+  };
+  std::map<std::string, std::string> seen;  // mac -> interface
+  for (const auto& i : macs) {
+    std::string mac = lower(i.mac);
+    if (mac.empty()) continue;
+    if (auto it = seen.find(mac); it != seen.end()) {
+      return Error{VMHOST_ERR_INVALID_ARGUMENT,
+                   "interfaces " + it->second + " and " + i.name + " have the same MAC " + mac,
+                   false};
+    }
+    seen[mac] = i.name;
+    auto owner = macOwners_.find(mac);
+    if (owner != macOwners_.end() && owner->second != key) {
+      return Error{VMHOST_ERR_ALREADY_EXISTS,
+                   "interface " + i.name + ": MAC " + mac + " is already used by VM " +
+                       owner->second.first + "/" + owner->second.second +
+                       " on this node (MAC collision; give this interface another macAddress)",
+                   true};
+    }
+  }
+  std::erase_if(macOwners_, [&](const auto& e) { return e.second == key; });
+  for (const auto& [mac, name] : seen) macOwners_[mac] = key;
+  return Ok{};
 }
 
 Status NodeAgent::releaseDevices(const api::VirtualMachine& vm) {
@@ -343,6 +445,7 @@ Status NodeAgent::cleanup(const VmKey& key, const std::string& expectedUid) {
   fs::remove(stateFile(key), ec);
   fs::remove(consoleLog(key), ec);
   stopping_.erase(key);
+  std::erase_if(macOwners_, [&](const auto& e) { return e.second == key; });
   return Ok{};
 }
 
@@ -398,6 +501,7 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
     std::ofstream out(stateFile(key), std::ios::trunc);
     out << api::storeValue(vm);
   }
+  auto defineStart = Clock::now();
   auto defined = libvirt_.define(spec.value());
   if (!defined.ok()) {
     // A definition libvirt refuses as invalid will not get better by
@@ -408,14 +512,23 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
                    "False", "DefineFailed", defined.error().message);
     return defined.error();
   }
+  auto startStart = Clock::now();
+  if (startSteps_ != nullptr) {
+    startSteps_->observe({options_.nodeName, "define"},
+                         std::chrono::duration<double>(startStart - defineStart).count());
+  }
   if (auto s = defined.value().start(); !s.ok()) {
     (void)setPhase(vm, vm.status.phase.empty() ? "Scheduled" : vm.status.phase, "False",
                    "StartFailed", s.error().message);
     return s.error();
   }
+  if (startSteps_ != nullptr) {
+    startSteps_->observe({options_.nodeName, "start"},
+                         std::chrono::duration<double>(Clock::now() - startStart).count());
+  }
   lastStates_[defined.value().name()] = DomainState::kRunning;
-  auto r = api::updateVirtualMachineStatus(
-      store_, vm.metadata.ns, vm.metadata.name, [&](api::VirtualMachineStatus& s) {
+  auto r =
+      control_.updateVmStatus(vm.metadata.ns, vm.metadata.name, [&](api::VirtualMachineStatus& s) {
         if (s.nodeName != options_.nodeName) return false;
         s.phase = "Running";
         s.interfaces = macs;
@@ -473,15 +586,13 @@ Status NodeAgent::reconcile(const std::string& ns, const std::string& name) {
     }
     return s;
   };
-  auto object = store_.get(api::virtualMachineKey(ns, name));
-  if (!object.ok() && object.error().code != VMHOST_ERR_NOT_FOUND) return finish(object.error());
-  if (!object.ok()) {
+  auto current = control_.getVm(ns, name);
+  if (!current.ok()) return finish(current.error());
+  if (!current.value()) {
     mine_.erase(key);
     return finish(cleanup(key, ""));
   }
-  auto decoded = api::decodeStoredVirtualMachine(object.value());
-  if (!decoded.ok()) return finish(decoded.error());
-  const api::VirtualMachine& vm = decoded.value();
+  const api::VirtualMachine& vm = *current.value();
 
   std::optional<Domain> domain;
   auto found = libvirt_.lookupByName(domainName(ns, name));
@@ -556,52 +667,59 @@ void NodeAgent::run(std::stop_token stop) {
       continue;
     }
     adopt();
-    auto list = store_.list(api::kVirtualMachinesResource, "");
-    if (!list.ok()) {
+    auto snapshot = control_.listAndWatch();
+    if (!snapshot.ok()) {
+      std::fprintf(stderr, "node %s: listing VMs: %s\n", options_.nodeName.c_str(),
+                   snapshot.error().message.c_str());
       std::this_thread::sleep_for(std::chrono::seconds(1));
       continue;
     }
-    for (const auto& object : list.value().items) {
-      auto vm = api::decodeStoredVirtualMachine(object);
-      if (vm.ok() && vm.value().status.nodeName == options_.nodeName) {
-        VmKey key{object.key.ns, object.key.name};
+    for (const auto& vm : snapshot.value().vms) {
+      if (vm.status.nodeName == options_.nodeName) {
+        VmKey key{vm.metadata.ns, vm.metadata.name};
         mine_.insert(key);
         queue_.insert(key);
+        // The MACs this node's VMs hold; a start that loses a race to a
+        // claim here retries on its next pass (the error is retryable).
+        (void)claimMacs(key, vm.status.interfaces);
       }
     }
-    auto watch = store_.watch(api::kVirtualMachinesResource, "", list.value().revision);
-    if (!watch.ok()) {
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-      continue;
-    }
+    auto& feed = *snapshot.value().feed;
     std::mutex mu;
     std::condition_variable cv;
     bool woken = false;
-    watch.value()->setNotify([&] {
+    feed.setNotify([&] {
       std::lock_guard<std::mutex> lock(mu);
       woken = true;
       cv.notify_one();
     });
     auto lastResync = Clock::now();
+    auto lastHeartbeat = Clock::now();
     auto lastPoll = Clock::now();
     bool relist = false;
     while (!stop.stop_requested() && !relist) {
       for (int n = 0; n < 10000; ++n) {
-        auto event = watch.value()->tryNext();
+        auto event = feed.tryNext();
         if (!event) break;
-        if (event->type == store::WatchEventType::kError) {
+        if (event->type == VmEvent::Type::kRelist) {
           relist = true;
           break;
         }
-        VmKey key{event->object->key.ns, event->object->key.name};
-        if (event->type == store::WatchEventType::kDeleted) {
+        VmKey key{event->vm.metadata.ns, event->vm.metadata.name};
+        if (event->type == VmEvent::Type::kDeleted) {
           if (mine_.count(key)) queue_.insert(key);
           continue;
         }
-        auto vm = api::decodeStoredVirtualMachine(*event->object);
-        if ((vm.ok() && vm.value().status.nodeName == options_.nodeName) || mine_.count(key)) {
+        if (event->vm.status.nodeName == options_.nodeName || mine_.count(key)) {
           queue_.insert(key);
         }
+      }
+      if (Clock::now() - lastHeartbeat >= options_.heartbeat) {
+        if (auto s = control_.heartbeat(); !s.ok()) {
+          std::fprintf(stderr, "node %s: heartbeat: %s\n", options_.nodeName.c_str(),
+                       s.error().message.c_str());
+        }
+        lastHeartbeat = Clock::now();
       }
       if (Clock::now() - lastPoll >= options_.domainPoll) {
         pollDomains();

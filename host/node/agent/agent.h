@@ -20,12 +20,13 @@
 #include "api/types.h"
 #include "common/metrics.h"
 #include "common/plugin_host.h"
-#include "common/store/store.h"
+#include "node/agent/control_plane.h"
 #include "node/libvirt.h"
 
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <set>
 #include <stop_token>
 #include <string>
@@ -38,6 +39,7 @@ struct AgentOptions {
   std::map<std::string, std::string> labels;
   std::chrono::seconds stopGracePeriod{30};  // ACPI shutdown, then a forced stop
   std::chrono::seconds resync{10};
+  std::chrono::seconds heartbeat{10};  // how often the node tells the controller it is alive
   std::chrono::milliseconds domainPoll{1000};  // how often domain states are compared
   double cpuAllocationRatio = 0;               // 0: the scheduler's default
   double memoryAllocationRatio = 0;
@@ -46,8 +48,11 @@ struct AgentOptions {
 class NodeAgent {
  public:
   // Everything passed by reference must outlive the agent.
-  NodeAgent(store::Store& store, Connection& libvirt, PluginInstance& storage,
+  NodeAgent(ControlPlane& control, Connection& libvirt, PluginInstance& storage,
             PluginInstance& network, metrics::Registry& metrics, AgentOptions options);
+  ~NodeAgent();
+  NodeAgent(const NodeAgent&) = delete;
+  NodeAgent& operator=(const NodeAgent&) = delete;
 
   // Creates or refreshes this node's Node object (capacity from libvirt).
   Status registerNode();
@@ -82,18 +87,35 @@ class NodeAgent {
   bool adopt();  // lists domains: queues the VMs of those this node owns
   void pollDomains();
 
-  store::Store& store_;
+  ControlPlane& control_;
   Connection& libvirt_;
   PluginInstance& storage_;
   PluginInstance& network_;
   AgentOptions options_;
   metrics::Histogram* reconcileLatency_ = nullptr;
+  metrics::Histogram* startSteps_ = nullptr;  // {node, step}
   metrics::Counter* reconcileErrors_ = nullptr;
 
   std::set<VmKey> queue_;
   std::set<VmKey> mine_;  // VMs bound to this node, or with a domain here
   std::map<VmKey, std::chrono::steady_clock::time_point> stopping_;  // ACPI shutdown sent at
   std::map<std::string, DomainState> lastStates_;                    // by domain name
+  // MAC -> the VM of this node that has it: a second VM asking for a MAC in
+  // use here is refused (PrepareFailed) instead of breaking both guests'
+  // networking. Rebuilt from the VMs' status on every (re)list.
+  std::map<std::string, VmKey> macOwners_;
+  Status claimMacs(const VmKey& key, const std::vector<api::InterfaceStatus>& macs);
+
+  // The VM whose disks are being prepared: the storage plugin's progress
+  // reports (from any thread) are written to its status.
+  struct Preparing {
+    std::string uid;
+    VmKey key;
+    std::chrono::steady_clock::time_point lastReport{};
+  };
+  void onProgress(const std::string& uid, const std::string& what, uint64_t done, uint64_t total);
+  std::mutex progressMu_;
+  Preparing preparing_;
   std::atomic<uint64_t> failures_{0};
 };
 

@@ -254,6 +254,46 @@ bool createOnce(const std::string& volume, const fs::path& file, const std::stri
   return publish(volume, tmp, file);
 }
 
+// Publishes a copy of the overlay template `from` as `file` (unless it
+// exists). A fresh qcow2 overlay holds nothing but its header, an empty L1
+// table and refcounts, and nothing in it is unique to an image, so copying
+// one is creating one: ~0.2 MB of copy instead of a qemu-img process
+// (10-30 ms, more on a busy node) on every VM start.
+bool copyOverlay(const std::string& volume, const fs::path& from, const fs::path& file) {
+  if (::access(file.c_str(), F_OK) == 0) return false;
+  makeDirs(volume, file.parent_path());
+  std::string tmp = tempName(file);
+  int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0)
+    throwErrno("volume " + volume + ": reading the overlay template " + from.string(), errno);
+  int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (out < 0) {
+    int err = errno;
+    ::close(in);
+    throwErrno("volume " + volume + ": creating " + tmp, err);
+  }
+  struct stat st {};
+  ::fstat(in, &st);
+  off_t left = st.st_size;
+  int err = 0;
+  for (int guard = 0; left > 0 && guard < 1'000'000; ++guard) {
+    ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, static_cast<size_t>(left), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+    left -= n;
+  }
+  ::close(in);
+  if (::close(out) != 0 && err == 0) err = errno;
+  if (err != 0) {
+    ::unlink(tmp.c_str());
+    throwErrno("volume " + volume + ": copying the overlay template to " + tmp, err);
+  }
+  return publish(volume, tmp, file);
+}
+
 // Grows a qcow2 volume to `size` when it is smaller (never shrinks).
 void growTo(const std::string& volume, const fs::path& file, uint64_t size) {
   uint64_t current = 0;
@@ -309,6 +349,25 @@ struct Download {
   int writeErrno = 0;
 };
 
+struct FetchProgress {
+  const VolumeStore::Progress* report;  // nullptr: nobody listens
+  std::string vmUid;
+  std::string what;
+  std::chrono::steady_clock::time_point last{};
+};
+
+// curl's transfer callback: at most every 200 ms, and never aborts.
+int onProgress(void* user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t, curl_off_t) {
+  auto* p = static_cast<FetchProgress*>(user);
+  auto now = std::chrono::steady_clock::now();
+  if (dlnow > 0 && now - p->last >= std::chrono::milliseconds(200)) {
+    p->last = now;
+    (*p->report)(p->vmUid, p->what, static_cast<uint64_t>(dlnow),
+                 static_cast<uint64_t>(std::max<curl_off_t>(0, dltotal)));
+  }
+  return 0;
+}
+
 size_t onData(char* data, size_t size, size_t count, void* user) {
   auto* d = static_cast<Download*>(user);
   size_t total = size * count;
@@ -339,10 +398,22 @@ std::string memoKey(const std::string& path, const std::string& sha256) {
 
 }  // namespace
 
-VolumeStore::VolumeStore(std::string root, bool shared) : root_(std::move(root)), shared_(shared) {}
+// The overlay template of `base`: made once with qemu-img under
+// images/overlays/, named after the base as it is now (path, size, mtime),
+// so a replaced base gets a new template.
+fs::path VolumeStore::overlayTemplate(const std::string& volume, const Base& base) {
+  fs::path file = fs::path(root_) / "images" / "overlays" /
+                  (sha256Of(memoKey(base.path, base.format)) + ".qcow2");
+  createOnce(volume, file, "creating an overlay on " + base.path,
+             {"create", "-q", "-f", "qcow2", "-F", base.format, "-b", base.path}, {});
+  return file;
+}
 
-VolumeStore::Base VolumeStore::resolveImage(const std::string& volume,
-                                            schema::Image::Reader image) {
+VolumeStore::VolumeStore(std::string root, bool shared, Progress progress)
+    : root_(std::move(root)), shared_(shared), progress_(std::move(progress)) {}
+
+VolumeStore::Base VolumeStore::resolveImage(const std::string& volume, schema::Image::Reader image,
+                                            const std::string& vmUid) {
   std::string path = image.getPath().cStr(), url = image.getUrl().cStr();
   std::string sha = image.getSha256().cStr();
   if (!sha.empty() && !std::regex_match(sha, std::regex("[0-9a-f]{64}"))) {
@@ -363,14 +434,14 @@ VolumeStore::Base VolumeStore::resolveImage(const std::string& volume,
                   "volume " + volume + ": image.path must be absolute, got '" + path + "'");
     }
   } else {
-    path = fetch(volume, url, sha);
+    path = fetch(volume, url, sha, vmUid);
   }
   if (!sha.empty()) verify(volume, path, sha);
   return {path, probeFormat(volume, path, nullptr)};
 }
 
 std::string VolumeStore::fetch(const std::string& volume, const std::string& url,
-                               const std::string& sha256) {
+                               const std::string& sha256, const std::string& vmUid) {
   if (url.rfind("file://", 0) != 0 && url.rfind("http://", 0) != 0 &&
       url.rfind("https://", 0) != 0) {
     throw Error(VMHOST_ERR_INVALID_ARGUMENT,
@@ -410,7 +481,20 @@ std::string VolumeStore::fetch(const std::string& volume, const std::string& url
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curlErr);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, onData);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &d);
+  FetchProgress progress{progress_ ? &progress_ : nullptr, vmUid,
+                         "volume " + volume + ": fetching " + url};
+  if (progress.report != nullptr) {
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, onProgress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &progress);
+  }
   CURLcode rc = curl_easy_perform(curl);
+  if (rc == CURLE_OK && progress.report != nullptr) {
+    curl_off_t got = 0;
+    curl_easy_getinfo(curl, CURLINFO_SIZE_DOWNLOAD_T, &got);
+    (*progress.report)(vmUid, progress.what, static_cast<uint64_t>(got),
+                       static_cast<uint64_t>(got));
+  }
   long httpCode = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &httpCode);
   curl_easy_cleanup(curl);
@@ -499,6 +583,7 @@ void VolumeStore::prepare(schema::VolumeRequest::Reader request,
   auto vm = request.getVm();
   auto volume = request.getVolume();
   std::string ns = vm.getNamespace().cStr(), name = vm.getName().cStr();
+  std::string uid = vm.getUid().cStr();
   std::string volName = volume.getName().cStr();
   checkName("vm.namespace", ns);
   checkName("vm.name", name);
@@ -534,14 +619,17 @@ void VolumeStore::prepare(schema::VolumeRequest::Reader request,
       fs::path file = vmDir / (volName + ".ephemeral.qcow2");
       bool created = false;
       if (::access(file.c_str(), F_OK) != 0) {
-        Base base = resolveImage(volName, source.getEphemeral());
+        Base base = resolveImage(volName, source.getEphemeral(), uid);
         std::vector<std::string> tail;
         uint64_t baseSize = 0;
         probeFormat(volName, base.path, &baseSize);
-        if (size > baseSize) tail.push_back(std::to_string(size));
-        created =
-            createOnce(volName, file, "creating an overlay on " + base.path,
-                       {"create", "-q", "-f", "qcow2", "-F", base.format, "-b", base.path}, tail);
+        if (size > baseSize) {
+          created = createOnce(volName, file, "creating an overlay on " + base.path,
+                               {"create", "-q", "-f", "qcow2", "-F", base.format, "-b", base.path},
+                               {std::to_string(size)});
+        } else {
+          created = copyOverlay(volName, overlayTemplate(volName, base), file);
+        }
       }
       if (!created) growTo(volName, file, size);
       out.setSourcePath(file.string());
@@ -560,7 +648,7 @@ void VolumeStore::prepare(schema::VolumeRequest::Reader request,
                                       persistent.getImage().getUrl().size() > 0)) {
           // A copy, not an overlay: a disk that outlives the VM must not
           // depend on a base file that can be replaced or cleaned up.
-          Base base = resolveImage(volName, persistent.getImage());
+          Base base = resolveImage(volName, persistent.getImage(), uid);
           created = createOnce(volName, file, "copying " + base.path,
                                {"convert", "-q", "-f", base.format, "-O", "qcow2", base.path}, {});
         } else {

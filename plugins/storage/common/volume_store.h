@@ -5,6 +5,8 @@
 //   vms/<ns>/<vm>/<volume>.ephemeral.qcow2   overlays on a base image (gone on release)
 //   persistent/<ns>/<claim>.qcow2            named disks (claimName, or "<vm>-<volume>")
 //   images/<sha256 of the URL>               base images fetched from a URL, once
+//   images/overlays/<sha256>.qcow2           an empty overlay per base image (path, size,
+//                                            mtime): each VM's overlay is a copy of it
 // No path contains the node's name, so a root every node mounts at the same
 // path (shared-dir) gives every node the same volumes.
 //
@@ -28,6 +30,8 @@
 
 #include <vmhost/plugin.hpp>
 
+#include <filesystem>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -36,8 +40,13 @@ namespace vmhost::storage {
 
 class VolumeStore {
  public:
+  // Progress of a base-image fetch: the VM's uid, what ("volume root:
+  // fetching URL"), bytes done and total (0: unknown).
+  using Progress = std::function<void(const std::string& vmUid, const std::string& what,
+                                      uint64_t done, uint64_t total)>;
+
   // `root`: absolute directory; `shared`: every node sees the same root.
-  VolumeStore(std::string root, bool shared);
+  VolumeStore(std::string root, bool shared, Progress progress = {});
 
   void prepare(schema::VolumeRequest::Reader request, schema::VolumeAttachment::Builder out);
   void release(schema::VolumeRelease::Reader request, schema::VolumeReleased::Builder out);
@@ -47,12 +56,16 @@ class VolumeStore {
     std::string path;
     std::string format;  // "qcow2" or "raw"
   };
-  Base resolveImage(const std::string& volume, schema::Image::Reader image);
-  std::string fetch(const std::string& volume, const std::string& url, const std::string& sha256);
+  Base resolveImage(const std::string& volume, schema::Image::Reader image,
+                    const std::string& vmUid);
+  std::string fetch(const std::string& volume, const std::string& url, const std::string& sha256,
+                    const std::string& vmUid);
   void verify(const std::string& volume, const std::string& path, const std::string& sha256);
+  std::filesystem::path overlayTemplate(const std::string& volume, const Base& base);
 
   std::string root_;
   bool shared_;
+  Progress progress_;
   std::mutex mutex_;                // guards verified_
   std::set<std::string> verified_;  // memoKey()s of files this instance has checked
 };
@@ -63,8 +76,12 @@ class VolumeStore {
 class VolumeStorePlugin : public sdk::StoragePlugin {
  public:
   // `field` names the config key of `root` in the error for a relative path.
-  VolumeStorePlugin(const std::string& field, const std::string& root, bool shared)
-      : store_(checkedRoot(field, root), shared) {}
+  // Fetch progress goes to the host through `ctx`, which outlives the plugin.
+  VolumeStorePlugin(const sdk::PluginContext& ctx, const std::string& field,
+                    const std::string& root, bool shared)
+      : store_(checkedRoot(field, root), shared,
+               [&ctx](const std::string& uid, const std::string& what, uint64_t done,
+                      uint64_t total) { ctx.reportProgress(uid, what, done, total); }) {}
 
   void prepare(schema::VolumeRequest::Reader request,
                schema::VolumeAttachment::Builder out) override {

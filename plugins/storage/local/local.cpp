@@ -21,7 +21,7 @@ namespace {
 class LocalStorage final : public vmhost::storage::VolumeStorePlugin {
  public:
   explicit LocalStorage(vmhost::sdk::PluginContext& ctx)
-      : VolumeStorePlugin("config.pool", configRoot(ctx), /*shared=*/false) {}
+      : VolumeStorePlugin(ctx, "config.pool", configRoot(ctx), /*shared=*/false) {}
 
  private:
   static std::string configRoot(vmhost::sdk::PluginContext& ctx) {

@@ -22,7 +22,7 @@ namespace {
 class SharedDirStorage final : public vmhost::storage::VolumeStorePlugin {
  public:
   explicit SharedDirStorage(vmhost::sdk::PluginContext& ctx)
-      : VolumeStorePlugin("config.path", configRoot(ctx), /*shared=*/true) {}
+      : VolumeStorePlugin(ctx, "config.path", configRoot(ctx), /*shared=*/true) {}
 
  private:
   static std::string configRoot(vmhost::sdk::PluginContext& ctx) {

@@ -138,6 +138,16 @@ typedef struct vmhost_host_callbacks {
   /* `message`: NUL-terminated, borrowed for the duration of the call. May be
    * called from any thread. */
   void (*log)(void* host_ctx, int32_t level, const char* message);
+  /* Added in SDK 0.2 (ABI 1; present when struct_size covers it, and then
+   * never NULL): progress of a long step inside the current call, e.g. a
+   * storage plugin fetching a base image. `vm_uid`: the uid of the VmRef in
+   * the request being served; `what`: one line saying what is in progress
+   * ("volume root: fetching https://..."); `done` and `total` in bytes, total
+   * 0 when unknown. Strings are borrowed for the call. May be called from
+   * any thread while the call that it concerns runs; the host rate-limits
+   * what it shows, so report as often as convenient. */
+  void (*report_progress)(void* host_ctx, const char* vm_uid, const char* what, uint64_t done,
+                          uint64_t total);
 } vmhost_host_callbacks;
 
 /* What a plugin is and how the host drives it. OWNERSHIP: the plugin owns

@@ -32,6 +32,7 @@
 #include <kj/exception.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -70,7 +71,7 @@ class PluginContext {
 
   // Logs through the host (its log format, its destination). Thread-safe.
   void log(vmhost_log_level level, std::string_view message) const {
-    if (host_ == nullptr || host_->struct_size < sizeof(vmhost_host_callbacks) ||
+    if (!hostHas(offsetof(vmhost_host_callbacks, log) + sizeof(host_->log)) ||
         host_->log == nullptr) {
       return;
     }
@@ -78,7 +79,26 @@ class PluginContext {
     host_->log(host_->host_ctx, level, text.c_str());
   }
 
+  // Reports progress of a long step of the current call (bytes `done` of
+  // `total`, 0 when unknown) for the VM whose uid the request carries.
+  // Thread-safe; a no-op on hosts that predate it. Cheap: the host
+  // rate-limits, so call it as data arrives.
+  void reportProgress(std::string_view vmUid, std::string_view what, uint64_t done,
+                      uint64_t total) const {
+    if (!hostHas(offsetof(vmhost_host_callbacks, report_progress) +
+                 sizeof(host_->report_progress)) ||
+        host_->report_progress == nullptr) {
+      return;
+    }
+    std::string uid(vmUid), text(what);
+    host_->report_progress(host_->host_ctx, uid.c_str(), text.c_str(), done, total);
+  }
+
  private:
+  // Whether the host's table is at least `size` bytes long (it may be an
+  // older host's, shorter than this header's).
+  bool hostHas(size_t size) const { return host_ != nullptr && host_->struct_size >= size; }
+
   std::string config_json_;
   const vmhost_host_callbacks* host_;  // borrowed; valid until destroy
 };

@@ -22,7 +22,15 @@ void kitLog(void*, int32_t level, const char* message) {
                message != nullptr ? message : "(null)");
 }
 
-const vmhost_host_callbacks kCallbacks = {sizeof(vmhost_host_callbacks), nullptr, &kitLog};
+void kitProgress(void*, const char* vmUid, const char* what, uint64_t done, uint64_t total) {
+  if (!gVerbose.load()) return;
+  std::fprintf(stderr, "  plugin progress (vm %s): %s: %llu of %llu bytes\n",
+               vmUid != nullptr ? vmUid : "(null)", what != nullptr ? what : "(null)",
+               static_cast<unsigned long long>(done), static_cast<unsigned long long>(total));
+}
+
+const vmhost_host_callbacks kCallbacks = {sizeof(vmhost_host_callbacks), nullptr, &kitLog,
+                                          &kitProgress};
 
 // What escaped, for a reason.
 std::string describeCurrentException() {

@@ -647,10 +647,17 @@ void checkExceptionContainment(const CheckContext& ctx) {
                           kitCallbacks(), /*nullOut=*/true);
     if (c.rc == VMHOST_OK) problems.add("create with out == NULL returned OK");
   }
-  const vmhost_host_callbacks noLog = {sizeof(vmhost_host_callbacks), nullptr, nullptr};
-  const vmhost_host_callbacks empty = {0, nullptr, nullptr};
+  const vmhost_host_callbacks noLog = {sizeof(vmhost_host_callbacks), nullptr, nullptr, nullptr};
+  const vmhost_host_callbacks empty = {0, nullptr, nullptr, nullptr};
+  // A host built before report_progress existed: its table ends after log.
+  const vmhost_host_callbacks oldHost = {
+      static_cast<uint32_t>(offsetof(vmhost_host_callbacks, report_progress)), nullptr,
+      kitCallbacks()->log, nullptr};
   const std::pair<const char*, const vmhost_host_callbacks*> hosts[] = {
-      {"host == NULL", nullptr}, {"host->log == NULL", &noLog}, {"host->struct_size == 0", &empty}};
+      {"host == NULL", nullptr},
+      {"host->log == NULL", &noLog},
+      {"host->struct_size == 0", &empty},
+      {"a host table without report_progress (SDK 0.1)", &oldHost}};
   for (const auto& [what, host] : hosts) {
     noteStep(std::string("create with ") + what);
     Created c =

@@ -61,6 +61,35 @@ check "VM runs again" wait_phase master vm1 Running 20
 check "vmctl delete" vmctl master delete vm1
 check "VM is gone" wait_for 10 sh -c "! HOME=$WORK $VMCTL_BIN --server $API_master get vm vm1 >/dev/null 2>&1"
 
+# MAC collision: a second VM asking for a MAC a running VM of the node holds
+# is refused with a condition naming both, and runs once the MAC is free.
+for vm in mac-a mac-b; do
+  cat >"$WORK/$vm.yaml" <<YAML
+apiVersion: vmhost.io/v1
+kind: VirtualMachine
+metadata:
+  name: $vm
+spec:
+  nodeSelector: {kubernetes.io/hostname: master}
+  memory: 64Mi
+  interfaces:
+  - {name: net0, network: default, macAddress: "52:54:00:aa:bb:01"}
+YAML
+done
+check "vmctl apply mac-a" vmctl master apply -f "$WORK/mac-a.yaml"
+check "mac-a reaches Running" wait_phase master mac-a Running 20
+check "vmctl apply mac-b (same MAC)" vmctl master apply -f "$WORK/mac-b.yaml"
+mac_refused() {
+  kctl master get virtualmachines mac-b -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}' \
+    2>/dev/null | grep -q 'MAC 52:54:00:aa:bb:01 is already used by VM default/mac-a'
+}
+check "mac-b is refused: MAC collision with mac-a" wait_for 20 mac_refused
+kctl master get virtualmachines mac-b -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}'; echo
+check "mac-b is not Running" test "$(phase master mac-b)" != Running
+check "vmctl delete mac-a" vmctl master delete mac-a
+check "mac-b runs once the MAC is free" wait_phase master mac-b Running 30
+check "vmctl delete mac-b" vmctl master delete mac-b
+
 # Bad input: a clear error, nothing stored.
 cat >"$WORK/bad.yaml" <<YAML
 apiVersion: vmhost.io/v1

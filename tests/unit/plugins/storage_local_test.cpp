@@ -290,6 +290,35 @@ BOOST_AUTO_TEST_CASE(empty_disk_grows_on_size_increase_and_never_shrinks) {
   BOOST_TEST(hasSize(pool.vmDir() / "data.qcow2", 4 << 20));
 }
 
+// Overlays are copies of one template per base image; a base replaced in
+// place (new size, new mtime) gets a new template, so a new overlay sees
+// the new base's size while an existing overlay is left as it is.
+BOOST_AUTO_TEST_CASE(overlays_follow_a_replaced_base) {
+  Pool pool;
+  fs::path base = pool.base("base.raw", 1 << 20, /*qcow2=*/false);
+  auto a = pool.prepare("root", 0, ephemeralPath(base), "vm-a");
+  BOOST_TEST_REQUIRE(a.ok(), (a.ok() ? "" : a.error().message));
+  fs::path first = pool.dir / "pool" / "vms" / "default" / "vm-a" / "root.ephemeral.qcow2";
+  BOOST_TEST(hasSize(first, 1 << 20), info(first));
+  std::string i = info(first);
+  BOOST_TEST(i.find("\"backing-filename\": \"" + base.string() + "\"") != std::string::npos, i);
+  BOOST_TEST(i.find("\"backing-filename-format\": \"raw\"") != std::string::npos, i);
+
+  fs::remove(base);
+  pool.base("base.raw", 3 << 20, /*qcow2=*/false);
+  auto b = pool.prepare("root", 0, ephemeralPath(base), "vm-b");
+  BOOST_TEST_REQUIRE(b.ok(), (b.ok() ? "" : b.error().message));
+  fs::path second = pool.dir / "pool" / "vms" / "default" / "vm-b" / "root.ephemeral.qcow2";
+  BOOST_TEST(hasSize(second, 3 << 20), info(second));
+  BOOST_TEST(hasSize(first, 1 << 20), info(first));
+  size_t templates = 0;
+  for (const auto& e : fs::directory_iterator(pool.dir / "pool" / "images" / "overlays")) {
+    (void)e;
+    ++templates;
+  }
+  BOOST_TEST(templates == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(ephemeral_is_an_overlay_on_a_base_by_path_gone_on_release) {
   Pool pool;
   fs::path base = pool.base("base.qcow2", 2 << 20);

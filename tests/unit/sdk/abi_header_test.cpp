@@ -19,7 +19,7 @@
 namespace {
 
 constexpr const char* kPinnedSha256 =
-    "c427a560fe08772f05b89876172731cab4727c5365a2354c4efeeb1b14bae024";
+    "62d3d60c011978c98a59c10eca5d896aac0447691b757f45ac89cae53ccc2488";
 
 std::string sha256Hex(const std::string& data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -53,7 +53,9 @@ BOOST_AUTO_TEST_CASE(struct_layout_is_pinned) {
   BOOST_TEST(sizeof(vmhost_buffer) == 24u);
   BOOST_TEST(sizeof(vmhost_negotiation) == 24u);
   BOOST_TEST(offsetof(vmhost_negotiation, abi_version) == 20u);
-  BOOST_TEST(sizeof(vmhost_host_callbacks) == 24u);
+  BOOST_TEST(offsetof(vmhost_host_callbacks, log) == 16u);
+  BOOST_TEST(offsetof(vmhost_host_callbacks, report_progress) == 24u);  // SDK 0.2
+  BOOST_TEST(sizeof(vmhost_host_callbacks) == 32u);
   BOOST_TEST(offsetof(vmhost_plugin_descriptor, name) == 16u);
   BOOST_TEST(offsetof(vmhost_plugin_descriptor, capabilities) == 40u);
   BOOST_TEST(offsetof(vmhost_plugin_descriptor, create_fn) == 48u);

@@ -1,0 +1,89 @@
+// What the node agent needs from the controller side, and nothing more:
+// register the node, see the VMs bound to it (a snapshot, then a feed of
+// changes), read one, and write the node-owned part of a VM's status.
+//
+// Two implementations share the agent's code path:
+//   StoreControlPlane  the all-in-one process: the store itself.
+//   (node/rpc)         a `vmhost node` process: Cap'n Proto RPC to the
+//                      controller, which does the store writes.
+#pragma once
+
+#include "api/types.h"
+#include "common/result.h"
+#include "common/store/store.h"
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vmhost::node {
+
+struct VmEvent {
+  enum class Type {
+    kUpsert,   // `vm` was created or changed
+    kDeleted,  // `vm` (metadata.ns/name/uid) is gone
+    kRelist,   // events were lost: list again
+  };
+  Type type = Type::kUpsert;
+  api::VirtualMachine vm;
+};
+
+class VmFeed {
+ public:
+  virtual ~VmFeed() = default;
+  // The next event, without blocking; nullopt when there is none now.
+  virtual std::optional<VmEvent> tryNext() = 0;
+  // `notify` is called (from any thread) when an event may be waiting.
+  virtual void setNotify(std::function<void()> notify) = 0;
+};
+
+struct VmSnapshot {
+  // Every VM the node may have to act on (the store gives all; a controller
+  // gives those bound to the node). The agent filters by status.nodeName.
+  std::vector<api::VirtualMachine> vms;
+  std::unique_ptr<VmFeed> feed;  // changes after the snapshot
+};
+
+class ControlPlane {
+ public:
+  virtual ~ControlPlane() = default;
+
+  // Creates or refreshes the node's object: capacity, labels, Ready.
+  virtual Status registerNode(const api::Node& node) = 0;
+
+  // The node is alive. The store version has nothing to do; over RPC it
+  // is what keeps the node Ready.
+  virtual Status heartbeat() = 0;
+
+  virtual Result<VmSnapshot> listAndWatch() = 0;
+
+  // The VM as the control plane has it now; nullopt when it is gone.
+  virtual Result<std::optional<api::VirtualMachine>> getVm(const std::string& ns,
+                                                           const std::string& name) = 0;
+
+  // Applies `mutate` to the VM's current status and writes it when it
+  // returns true (retrying on conflicts). NOT_FOUND when the VM is gone.
+  virtual Status updateVmStatus(const std::string& ns, const std::string& name,
+                                const std::function<bool(api::VirtualMachineStatus&)>& mutate) = 0;
+};
+
+// The all-in-one's control plane: the store, directly.
+class StoreControlPlane final : public ControlPlane {
+ public:
+  explicit StoreControlPlane(store::Store& store) : store_(store) {}
+
+  Status registerNode(const api::Node& node) override;
+  Status heartbeat() override { return Ok{}; }
+  Result<VmSnapshot> listAndWatch() override;
+  Result<std::optional<api::VirtualMachine>> getVm(const std::string& ns,
+                                                   const std::string& name) override;
+  Status updateVmStatus(const std::string& ns, const std::string& name,
+                        const std::function<bool(api::VirtualMachineStatus&)>& mutate) override;
+
+ private:
+  store::Store& store_;
+};
+
+}  // namespace vmhost::node
