@@ -13,6 +13,22 @@
 # cryptomgr.notests skips the crypto self-tests (~1 s under TCG); quiet keeps
 # the kernel off the emulated UART, which is slow.
 #
+# Test hooks, read by /init from the kernel command line (the kernel ignores
+# these dotted names; /init parses /proc/cmdline):
+#
+#   vmhost.ip=ADDR/PREFIX   eth0 gets this static address instead of DHCP;
+#                           prints "vmhost-guest: eth0 address ADDR/PREFIX".
+#   vmhost.echo=PORT        a TCP echo service on PORT (busybox nc -ll -e cat);
+#                           prints "vmhost-guest: echo PORT".
+#   vmhost.marker=DEV:TEXT  prints what the disk /dev/DEV holds at its start,
+#                           "vmhost-guest: marker DEV HELD" or "... DEV none";
+#                           if none, writes TEXT there (and syncs) and prints
+#                           "vmhost-guest: marker DEV wrote TEXT". Repeat the
+#                           parameter for several disks. TEXT: [A-Za-z0-9._-],
+#                           at most 64 bytes. On disk: "vmhost-marker:TEXT\n".
+#
+# All run before the "booted" line, so a test that saw it can rely on them.
+#
 # Usage: deploy/guest/build-guest.sh [CACHE_DIR]
 #   CACHE_DIR defaults to ${VMHOST_CACHE_DIR:-$HOME/.cache/vmhost}/guest.
 #   VMHOST_GUEST_KERNEL_PKG pins the kernel package (e.g. linux-image-6.1.0-56-amd64);
@@ -220,20 +236,69 @@ done </lib/modules/load-order
 # The ACPI power button (graceful shutdown from the host) powers off.
 acpid -l /dev/null
 
+# Test hooks from the kernel command line (documented in build-guest.sh).
+static_ip= echo_port= markers=
+for arg in $(cat /proc/cmdline); do
+  case $arg in
+    vmhost.ip=*) static_ip=${arg#vmhost.ip=} ;;
+    vmhost.echo=*) echo_port=${arg#vmhost.echo=} ;;
+    vmhost.marker=*) markers="$markers ${arg#vmhost.marker=}" ;;
+  esac
+done
+
 ip link set lo up 2>/dev/null
 for dev in /sys/class/net/*; do
   n=${dev##*/}
   [ "$n" = lo ] && continue
   echo "vmhost-guest: nic $n $(cat "$dev/address" 2>/dev/null)"
   ip link set "$n" up 2>/dev/null
-  # Background: a NIC with no DHCP server behind it must not delay the boot.
-  [ "$n" = eth0 ] && udhcpc -i eth0 -n -q -t 5 -T 2 -s /usr/share/udhcpc/default.script >/dev/null 2>&1 &
+  [ "$n" = eth0 ] || continue
+  if [ -n "$static_ip" ]; then
+    if ip addr add "$static_ip" dev eth0; then
+      echo "vmhost-guest: eth0 address $static_ip"
+    else
+      echo "vmhost-guest: eth0 address $static_ip failed"
+    fi
+  else
+    # Background: a NIC with no DHCP server behind it must not delay the boot.
+    udhcpc -i eth0 -n -q -t 5 -T 2 -s /usr/share/udhcpc/default.script >/dev/null 2>&1 &
+  fi
 done
+if [ -n "$echo_port" ]; then
+  # -ll: keep listening after each connection; one cat per connection.
+  nc -ll -p "$echo_port" -e /bin/cat </dev/null >/dev/null 2>&1 &
+  echo "vmhost-guest: echo $echo_port"
+fi
 disks=
 for b in /sys/block/*; do
   case ${b##*/} in vd*|sd*|hd*) disks="$disks ${b##*/}" ;; esac
 done
 [ -n "$disks" ] && echo "vmhost-guest: disks$disks"
+for m in $markers; do
+  dev=${m%%:*} text=${m#*:}
+  case $text in
+    ''|*[!A-Za-z0-9._-]*) echo "vmhost-guest: marker $dev bad text '$text'"; continue ;;
+  esac
+  [ ${#text} -le 64 ] || { echo "vmhost-guest: marker $dev text longer than 64"; continue; }
+  if [ ! -b "/dev/$dev" ]; then
+    echo "vmhost-guest: marker $dev no such disk"
+    continue
+  fi
+  # The first line of the disk: "vmhost-marker:TEXT" when written by this hook.
+  held=$(head -c 80 "/dev/$dev" | tr -d '\000' | head -n 1)
+  case $held in
+    vmhost-marker:?*) echo "vmhost-guest: marker $dev ${held#vmhost-marker:}" ;;
+    *)
+      echo "vmhost-guest: marker $dev none"
+      if printf 'vmhost-marker:%s\n' "$text" | dd of="/dev/$dev" conv=notrunc,fsync 2>/dev/null &&
+        sync; then
+        echo "vmhost-guest: marker $dev wrote $text"
+      else
+        echo "vmhost-guest: marker $dev write failed"
+      fi
+      ;;
+  esac
+done
 
 read -r up _ </proc/uptime
 echo "vmhost-guest: booted $(uname -r) uptime=$up"

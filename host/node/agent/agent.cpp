@@ -397,6 +397,25 @@ Status NodeAgent::releaseDevices(const api::VirtualMachine& vm) {
   return result;
 }
 
+Status NodeAgent::releaseEphemeral(const api::VirtualMachine& vm) {
+  for (const auto& disk : vm.spec.disks) {
+    const api::Volume* volume = findVolume(vm, disk.name);
+    if (volume == nullptr || !volume->ephemeral) continue;
+    capnp::MallocMessageBuilder message;
+    auto request = message.initRoot<schema::VolumeRelease>();
+    fillVmRef(request.initVm(), vm);
+    request.setNode(options_.nodeName);
+    fillVolume(request.initVolume(), disk, *volume, 0);
+    request.setDeleteData(false);  // the VM stays; an overlay goes with any release
+    auto reply = storage_.call<schema::VolumeReleased>(VMHOST_METHOD_STORAGE_RELEASE, message);
+    if (!reply.ok()) {
+      return Error{reply.error().code, "volume " + volume->name + ": " + reply.error().message,
+                   true};
+    }
+  }
+  return Ok{};
+}
+
 Status NodeAgent::cleanup(const VmKey& key, const std::string& expectedUid) {
   std::string name = domainName(key.first, key.second);
   auto domain = libvirt_.lookupByName(name);
@@ -442,6 +461,9 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
         return setPhase(vm, "Running", "True", "DomainRunning", "the domain is running");
       return Ok{};
     }
+    // The guest stopped (by itself, or it crashed): its overlays go now,
+    // whether or not the run strategy starts it again.
+    if (auto r = releaseEphemeral(vm); !r.ok()) return r.error();
     // Stopped: does the run strategy want it back?
     bool guestShutdown =
         s == DomainState::kShutOff && state.value().reason == VIR_DOMAIN_SHUTOFF_SHUTDOWN;
@@ -542,8 +564,11 @@ Status NodeAgent::ensureStopped(const api::VirtualMachine& vm, std::optional<Dom
     }
   }
   stopping_.erase(key);
-  if (vm.status.phase != "Stopped")
+  if (vm.status.phase != "Stopped") {
+    // Before the phase says Stopped, so that a failed release is retried.
+    if (auto r = releaseEphemeral(vm); !r.ok()) return r.error();
     return setPhase(vm, "Stopped", "False", "Stopped", "runStrategy is Halted");
+  }
   return Ok{};
 }
 

@@ -79,6 +79,9 @@ class NodeAgent {
   Result<DomainSpec> prepare(const api::VirtualMachine& vm,
                              std::vector<api::InterfaceStatus>& macs);
   Status releaseDevices(const api::VirtualMachine& vm);
+  // Releases the VM's ephemeral volumes only: an overlay lives while its
+  // domain runs, so each start gets a fresh one on the base image.
+  Status releaseEphemeral(const api::VirtualMachine& vm);
   std::string stateFile(const VmKey& key) const;
   std::string consoleLog(const VmKey& key) const;
   bool adopt();  // lists domains: queues the VMs of those this node owns
