@@ -39,9 +39,16 @@ cluster_test_cleanup() {
       [ -s "$f" ] && { echo "== $f"; tail -n 30 "$f"; }
     done
   fi
-  cluster_down --keep
+  cluster_down --keep || rc=1
+  if [ "${rc:-0}" -ne 0 ] || [ "$FAILURES" -ne 0 ]; then
+    echo "--- the cluster's state and logs are kept in $TDIR"
+  else
+    rm -rf "$TDIR"
+  fi
 }
-CLUSTER_DIR="$WORK/cluster"
+# The cluster and this test's files in a directory of their own (kept on failure).
+TDIR=$(mktemp -d /tmp/vmhost-cluster-test-XXXXXX)
+CLUSTER_DIR="$TDIR/cluster"
 EXTRA_CLEANUP=cluster_test_cleanup
 
 command -v python3 >/dev/null || { echo "FAIL: python3 is not installed (deploy/install-deps.sh)"; exit 1; }
@@ -54,13 +61,13 @@ echo "--- refusal without CAP_SYS_ADMIN/CAP_NET_ADMIN"
 before=$(ls "$CLUSTER_REGISTRY" 2>/dev/null || true)
 rc_refuse=0
 setpriv --bounding-set=-sys_admin,-net_admin --inh-caps=-sys_admin,-net_admin -- \
-  "$SRC/tests/cluster/cluster.sh" up 1 --dir "$WORK/refused" >"$WORK/refuse.log" 2>&1 || rc_refuse=$?
+  "$SRC/tests/cluster/cluster.sh" up 1 --dir "$TDIR/refused" >"$TDIR/refuse.log" 2>&1 || rc_refuse=$?
 check "refused with a non-zero status (got $rc_refuse)" [ "$rc_refuse" -ne 0 ]
-check "the refusal says why" grep -q "refusing to run: cannot create network, UTS and mount namespaces" "$WORK/refuse.log"
-check "the refusal names the missing capabilities" grep -q "CAP_SYS_ADMIN and CAP_NET_ADMIN" "$WORK/refuse.log"
-check "the refusal created no state" [ ! -e "$WORK/refused" ]
+check "the refusal says why" grep -q "refusing to run: cannot create network, UTS and mount namespaces" "$TDIR/refuse.log"
+check "the refusal names the missing capabilities" grep -q "CAP_SYS_ADMIN and CAP_NET_ADMIN" "$TDIR/refuse.log"
+check "the refusal created no state" [ ! -e "$TDIR/refused" ]
 check "the refusal registered no cluster" [ "$before" = "$(ls "$CLUSTER_REGISTRY" 2>/dev/null || true)" ]
-cat "$WORK/refuse.log"
+cat "$TDIR/refuse.log"
 
 # --- bring-up ------------------------------------------------------------------
 echo "--- 3 hosts"
@@ -117,7 +124,7 @@ ip2=$(cluster_host_ip host2)
 # inside the hosts' private /var/lib/libvirt and /var/log/libvirt, so the
 # source's and the target's never clash. on_reboot=destroy: a reboot would
 # make the domain vanish rather than pass unnoticed.
-cat >"$WORK/guest.xml" <<XML
+cat >"$TDIR/guest.xml" <<XML
 <domain type='qemu'>
   <name>$dom</name>
   <memory unit='MiB'>128</memory>
@@ -144,7 +151,7 @@ cat >"$WORK/guest.xml" <<XML
 </domain>
 XML
 # uptime HOST: the guest's /proc/uptime, asked on its serial console.
-cat >"$WORK/uptime.py" <<'PY'
+cat >"$TDIR/uptime.py" <<'PY'
 import re, socket, sys, time
 path, timeout = sys.argv[1], float(sys.argv[2])
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -170,7 +177,7 @@ while time.time() < deadline:
 sys.exit(1)
 PY
 guest_uptime() {
-  python3 "$WORK/uptime.py" "$CLUSTER_DIR/$1/var/lib/libvirt/qemu/$dom.serial" 30
+  python3 "$TDIR/uptime.py" "$CLUSTER_DIR/$1/var/lib/libvirt/qemu/$dom.serial" 30
 }
 console1="$CLUSTER_DIR/host1/var/log/libvirt/qemu/$dom-serial.log"
 console2="$CLUSTER_DIR/host2/var/log/libvirt/qemu/$dom-serial.log"
@@ -184,7 +191,7 @@ qemu_in() {
   return 0
 }
 
-timeout 120 virsh -c "$h1" create "$WORK/guest.xml"
+timeout 120 virsh -c "$h1" create "$TDIR/guest.xml"
 check "the guest boots on host1" wait_for 120 grep -q "vmhost-guest: booted" "$console1"
 check "its QEMU runs inside host1" [ -n "$(qemu_in host1)" ]
 up1=$(guest_uptime host1) || up1=
@@ -194,14 +201,14 @@ check "the guest answers on its console on host1 (uptime $up1 s)" [ -n "$up1" ]
 t_m0=$(date +%s.%N)
 rc_m=0
 timeout 300 virsh -c "$h1" migrate --live --p2p "$dom" "qemu+tcp://$ip2/system" "tcp://$ip2" \
-  >"$WORK/migrate.log" 2>&1 || rc_m=$?
+  >"$TDIR/migrate.log" 2>&1 || rc_m=$?
 t_m1=$(date +%s.%N)
-cat "$WORK/migrate.log"
+cat "$TDIR/migrate.log"
 check "virsh migrate --live --p2p host1 -> host2 succeeded" [ "$rc_m" -eq 0 ]
-timeout 20 virsh -c "$h2" domjobinfo --completed "$dom" >"$WORK/jobinfo.log" 2>&1 || true
+timeout 20 virsh -c "$h2" domjobinfo --completed "$dom" >"$TDIR/jobinfo.log" 2>&1 || true
 wall=$(awk -v a="$t_m0" -v b="$t_m1" 'BEGIN{printf "%.2f", b - a}')
-elapsed=$(sed -n 's/^Time elapsed: *\([0-9]*\) *ms *$/\1/p' "$WORK/jobinfo.log")
-downtime=$(sed -n 's/^Total downtime: *\([0-9]*\) *ms *$/\1/p' "$WORK/jobinfo.log")
+elapsed=$(sed -n 's/^Time elapsed: *\([0-9]*\) *ms *$/\1/p' "$TDIR/jobinfo.log")
+downtime=$(sed -n 's/^Total downtime: *\([0-9]*\) *ms *$/\1/p' "$TDIR/jobinfo.log")
 echo "migration: virsh migrate ${wall} s wall; libvirt (target): ${elapsed:-?} ms elapsed, ${downtime:-?} ms downtime"
 check "the target reports the migration's downtime" [ -n "$downtime" ]
 
@@ -244,17 +251,20 @@ check "the guest on host2 is unaffected" [ "$(timeout 20 virsh -c "$h2" domstate
 
 # --- teardown ------------------------------------------------------------------
 echo "--- teardown"
-qemu2=$(qemu_in host2)
-holders=()
-for f in "$CLUSTER_DIR"/switch/holder.pid "$CLUSTER_DIR"/host*/holder.pid; do holders+=("$(cat "$f")"); done
+# pid:start-time of the processes that must go (pids get reused quickly here).
+procs=()
+for p in $(qemu_in host2) $(cat "$CLUSTER_DIR"/switch/holder.pid "$CLUSTER_DIR"/host*/holder.pid); do
+  procs+=("$p:$(_cluster_proc_start "$p")")
+done
+# gone PID:START: that process no longer exists (its pid may name another one).
+gone() { [ "$(_cluster_proc_start "${1%%:*}" 2>/dev/null || true)" != "${1#*:}" ]; }
 t0=$SECONDS
 rc_down=0
 cluster_down --keep || rc_down=$?
 echo "teardown: $((SECONDS - t0)) s"
 check "cluster_down succeeded" [ "$rc_down" -eq 0 ]
 check "cluster_leftovers finds nothing" cluster_leftovers
-for p in "${holders[@]}"; do check "namespace holder $p is gone" fails kill -0 "$p"; done
-check "the guest's QEMU is gone" fails kill -0 "$qemu2"
+for p in "${procs[@]}"; do check "process ${p%%:*} (the guest's QEMU, a namespace holder) is gone" gone "$p"; done
 check "no QEMU of the guest anywhere" [ -z "$(pgrep -f "guest=$dom," || true)" ]
 check "no interface of the cluster in the root namespace" [ -z "$(ip -o link show | grep "vmhc$CLUSTER_ID" || true)" ]
 check "no route to the cluster's network" [ -z "$(ip -4 route show | grep "^$CLUSTER_NET\." || true)" ]

@@ -70,25 +70,46 @@ cluster_host_pid() { local d; d=$(cluster_host_dir "$1") && cat "$d/holder.pid";
 
 _cluster_switch_pid() { cat "$CLUSTER_DIR/switch/holder.pid"; }
 
-# _cluster_ns_of PID: "net:[inode] mnt:[inode]" of PID's namespaces.
-_cluster_ns_of() { echo "$(readlink "/proc/$1/ns/net") $(readlink "/proc/$1/ns/mnt")"; }
+# _cluster_ns_of PID: "net:[inode] uts:[inode]" of PID's namespaces.
+_cluster_ns_of() { echo "$(readlink "/proc/$1/ns/net") $(readlink "/proc/$1/ns/uts")"; }
 
-# _cluster_pids_in NSFILE: every pid whose network or mount namespace is one
-# of those recorded in NSFILE (written at bring-up, so this works even after
-# the holder died).
+# _cluster_pids_in NSFILE: every pid in both the network and the UTS
+# namespace recorded in NSFILE (written at bring-up, so this works after the
+# holder died). Every process the harness starts in a host enters both. Not
+# the mount namespace: some kernels (gVisor) show one inode for all of them;
+# and both, because namespace inodes get reused once freed.
 _cluster_pids_in() {
-  local nsfile=$1 net mnt p pn pm
+  local nsfile=$1 net uts p pn pu
   [ -f "$nsfile" ] || return 0
-  read -r net mnt <"$nsfile"
+  read -r net uts <"$nsfile"
   for p in /proc/[0-9]*; do
     pn=$(readlink "$p/ns/net" 2>/dev/null) || continue
-    pm=$(readlink "$p/ns/mnt" 2>/dev/null) || continue
-    if [ "$pn" = "$net" ] || [ "$pm" = "$mnt" ]; then echo "${p#/proc/}"; fi
+    [ "$pn" = "$net" ] || continue
+    pu=$(readlink "$p/ns/uts" 2>/dev/null) || continue
+    [ "$pu" = "$uts" ] && echo "${p#/proc/}"
   done
+  return 0
+}
+
+# _cluster_holder_alive DIR: DIR's namespace holder still runs (same pid and
+# start time as recorded).
+_cluster_holder_alive() {
+  local pid
+  pid=$(cat "$1/holder.pid" 2>/dev/null) || return 1
+  [ -n "$pid" ] && [ "$(_cluster_proc_start "$pid" 2>/dev/null || true)" = "$(cat "$1/holder.start" 2>/dev/null)" ]
 }
 
 # cluster_host_pids HOST: every process running inside HOST (holder included).
 cluster_host_pids() { local d; d=$(cluster_host_dir "$1") && _cluster_pids_in "$d/ns"; }
+
+# _cluster_node_pid I: the pid of hostI's node hook if it still runs (a pid
+# from node.pid that is no longer inside the host may be reused: never signal it).
+_cluster_node_pid() {
+  local pid
+  pid=$(cat "$CLUSTER_DIR/host$1/node.pid" 2>/dev/null) || return 1
+  _cluster_pids_in "$CLUSTER_DIR/host$1/ns" | grep -qx "$pid" || return 1
+  echo "$pid"
+}
 
 _cluster_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
@@ -171,7 +192,10 @@ _cluster_spawn_holder() {
     holder "$pidfile" </dev/null >/dev/null 2>"$pidfile.err" &
   local _
   for _ in $(seq 1 100); do
-    [ -s "$pidfile" ] && return 0
+    if [ -s "$pidfile" ]; then
+      _cluster_proc_start "$(cat "$pidfile")" >"${pidfile%.pid}.start" && return 0
+      break
+    fi
     sleep 0.1
   done
   cluster_log "the namespace holder did not start: $(cat "$pidfile.err" 2>/dev/null)"
@@ -422,7 +446,7 @@ cluster_start_node() {
   local i
   i=$(cluster_host_index "${1:?host}") || return 1
   [ -n "${CLUSTER_NODE_CMD:-}" ] || { cluster_log "CLUSTER_NODE_CMD is empty: no node hook to start"; return 1; }
-  if _cluster_alive "$(cat "$CLUSTER_DIR/host$i/node.pid" 2>/dev/null)"; then
+  if _cluster_node_pid "$i" >/dev/null; then
     cluster_log "host$i: the node hook is already running"
     return 1
   fi
@@ -434,7 +458,7 @@ cluster_start_node() {
 cluster_kill_node() {
   local i pid sig=${2:-KILL} _
   i=$(cluster_host_index "${1:?host}") || return 1
-  pid=$(cat "$CLUSTER_DIR/host$i/node.pid" 2>/dev/null) || { cluster_log "host$i: no node hook was started"; return 1; }
+  pid=$(_cluster_node_pid "$i") || { cluster_log "host$i: no node hook is running"; return 1; }
   kill "-$sig" "$pid" 2>/dev/null || true
   for _ in $(seq 1 100); do
     _cluster_alive "$pid" || return 0
@@ -488,15 +512,22 @@ cluster_kill() {
 
 # --- teardown ----------------------------------------------------------------
 
-# _cluster_teardown_ns DIR: stop every process in the namespaces recorded in
-# DIR/ns: TERM, then KILL; the namespaces go with the last of them.
-_cluster_teardown_ns() {
-  local dir=$1 pids
-  [ -f "$dir/ns" ] || { [ -s "$dir/holder.pid" ] && kill -KILL "$(cat "$dir/holder.pid")" 2>/dev/null; return 0; }
-  mapfile -t pids < <(_cluster_pids_in "$dir/ns")
-  _cluster_kill_pids TERM "${pids[@]}" && return 0
-  mapfile -t pids < <(_cluster_pids_in "$dir/ns")
-  _cluster_kill_pids KILL "${pids[@]}"
+# _cluster_teardown_all: stop every process in the hosts' and the switch's
+# namespaces, all hosts at once (libvirtd takes seconds to stop): TERM, then
+# KILL what is left after 5 s. The namespaces go with the last of them.
+_cluster_teardown_all() {
+  local d pids=() sig
+  for sig in TERM KILL; do
+    pids=()
+    for d in "$CLUSTER_DIR"/host* "$CLUSTER_DIR"/switch; do
+      [ -d "$d" ] || continue
+      [ -f "$d/ns" ] && mapfile -t -O "${#pids[@]}" pids < <(_cluster_pids_in "$d/ns")
+      # Also when bring-up failed before its namespaces were recorded.
+      _cluster_holder_alive "$d" && pids+=("$(cat "$d/holder.pid")")
+    done
+    _cluster_kill_pids "$sig" "${pids[@]}" && return 0
+  done
+  return 1
 }
 
 # cluster_leftovers: print every trace of the cluster that still exists
@@ -508,6 +539,9 @@ cluster_leftovers() {
     [ -f "$f" ] || continue
     pids=$(_cluster_pids_in "$f" | tr '\n' ' ')
     if [ -n "$pids" ]; then echo "processes left in ${f%/ns}: $pids"; found=1; fi
+  done
+  for f in "$CLUSTER_DIR"/switch "$CLUSTER_DIR"/host*; do
+    if _cluster_holder_alive "$f"; then echo "the namespace holder of $f still runs"; found=1; fi
   done
   if ip link show "$CLUSTER_ROOT_IF" >/dev/null 2>&1; then echo "interface $CLUSTER_ROOT_IF is still there"; found=1; fi
   if ip -4 -o addr show | grep -q "inet $CLUSTER_CONTROLLER_IP/"; then echo "address $CLUSTER_CONTROLLER_IP is still assigned"; found=1; fi
@@ -522,20 +556,16 @@ cluster_leftovers() {
 # trap, or after a failed bring-up. Removes CLUSTER_DIR unless --keep or
 # CLUSTER_KEEP=1. Returns 1 if something survived (and says what).
 cluster_down() {
-  local keep=0 i rc=0 out
+  local keep=0 i rc=0 out pid
   [ "${1:-}" = --keep ] && keep=1
   [ "${CLUSTER_KEEP:-0}" = 1 ] && keep=1
   [ -n "${CLUSTER_DIR:-}" ] && [ -f "$CLUSTER_DIR/cluster.env" ] || return 0
+  local nodes=()
   for i in $(seq 1 "${CLUSTER_N:-0}"); do
-    if [ -s "$CLUSTER_DIR/host$i/node.pid" ]; then
-      _cluster_kill_pids TERM "$(cat "$CLUSTER_DIR/host$i/node.pid")" ||
-        _cluster_kill_pids KILL "$(cat "$CLUSTER_DIR/host$i/node.pid")" || true
-    fi
+    if pid=$(_cluster_node_pid "$i"); then nodes+=("$pid"); fi
   done
-  for i in $(seq 1 "${CLUSTER_N:-0}"); do
-    [ -d "$CLUSTER_DIR/host$i" ] && { _cluster_teardown_ns "$CLUSTER_DIR/host$i" || true; }
-  done
-  [ -d "$CLUSTER_DIR/switch" ] && { _cluster_teardown_ns "$CLUSTER_DIR/switch" || true; }
+  _cluster_kill_pids TERM "${nodes[@]}" || _cluster_kill_pids KILL "${nodes[@]}" || true
+  _cluster_teardown_all || true
   # The root end goes with its peer's namespace; make sure.
   if ip link show "$CLUSTER_ROOT_IF" >/dev/null 2>&1; then ip link del "$CLUSTER_ROOT_IF" 2>/dev/null || true; fi
   rm -f "$CLUSTER_REGISTRY/$CLUSTER_ID"
