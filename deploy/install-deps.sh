@@ -21,6 +21,8 @@ runtime_pkgs=(
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
   busybox-static cpio xz-utils zstd
   iproute2 dnsmasq-base procps psmisc
+  # the multi-host harness (tests/cluster): unshare, nsenter, setsid, setpriv
+  util-linux
   # the VM lifecycle benchmark (tests/bench/lifecycle, standard library only)
   python3
 )

@@ -21,6 +21,8 @@ SRC=${2:?source dir}
 . "$SRC/tests/e2e/lib_qemu.sh"
 # shellcheck source=tests/cluster/lib_cluster.sh
 . "$SRC/tests/cluster/lib_cluster.sh"
+# shellcheck source=tests/cluster/lib_cluster_guest.sh
+. "$SRC/tests/cluster/lib_cluster_guest.sh"
 
 # fails CMD...: CMD must fail (for check).
 fails() { ! "$@" 2>/dev/null; }
@@ -120,67 +122,10 @@ dom="cluster-guest-$CLUSTER_ID"
 h1=$(cluster_libvirt_uri host1)
 h2=$(cluster_libvirt_uri host2)
 ip2=$(cluster_host_ip host2)
-# The serial console is a unix socket, logged by virtlogd; both paths are
-# inside the hosts' private /var/lib/libvirt and /var/log/libvirt, so the
-# source's and the target's never clash. on_reboot=destroy: a reboot would
-# make the domain vanish rather than pass unnoticed.
-cat >"$TDIR/guest.xml" <<XML
-<domain type='qemu'>
-  <name>$dom</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>$GUEST_DIR/vmlinux</kernel>
-    <initrd>$GUEST_DIR/initramfs.gz</initrd>
-    <cmdline>console=ttyS0 quiet cryptomgr.notests</cmdline>
-  </os>
-  <features><acpi/></features>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>$(command -v qemu-system-x86_64)</emulator>
-    <serial type='unix'>
-      <source mode='bind' path='/var/lib/libvirt/qemu/$dom.serial'/>
-      <log file='/var/log/libvirt/qemu/$dom-serial.log' append='on'/>
-      <target port='0'/>
-    </serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-XML
-# uptime HOST: the guest's /proc/uptime, asked on its serial console.
-cat >"$TDIR/uptime.py" <<'PY'
-import re, socket, sys, time
-path, timeout = sys.argv[1], float(sys.argv[2])
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(path)
-s.settimeout(0.5)
-deadline = time.time() + timeout
-buf, next_send = b"", 0.0
-while time.time() < deadline:
-    if time.time() >= next_send:
-        s.sendall(b"\necho VMHOST_UPTIME=$(cut -d' ' -f1 /proc/uptime)\n")
-        next_send = time.time() + 3
-    try:
-        data = s.recv(4096)
-    except socket.timeout:
-        continue
-    if not data:
-        break
-    buf += data
-    m = re.search(rb"VMHOST_UPTIME=([0-9]+\.[0-9]+)\r?\n", buf)
-    if m:
-        print(m.group(1).decode())
-        sys.exit(0)
-sys.exit(1)
-PY
-guest_uptime() {
-  python3 "$TDIR/uptime.py" "$CLUSTER_DIR/$1/var/lib/libvirt/qemu/$dom.serial" 30
-}
-console1="$CLUSTER_DIR/host1/var/log/libvirt/qemu/$dom-serial.log"
-console2="$CLUSTER_DIR/host2/var/log/libvirt/qemu/$dom-serial.log"
+cluster_guest_xml "$dom" >"$TDIR/guest.xml"
+guest_uptime() { cluster_guest_uptime "$1" "$dom"; }
+console1=$(cluster_guest_console host1 "$dom")
+console2=$(cluster_guest_console host2 "$dom")
 booted() { if [ -f "$1" ]; then grep -c "vmhost-guest: booted" "$1" || true; else echo 0; fi; }
 # qemu_in HOST: pids of the guest's QEMU among HOST's processes.
 qemu_in() {
@@ -198,19 +143,13 @@ up1=$(guest_uptime host1) || up1=
 t_up1=$(date +%s.%N)
 check "the guest answers on its console on host1 (uptime $up1 s)" [ -n "$up1" ]
 
-t_m0=$(date +%s.%N)
 rc_m=0
-timeout 300 virsh -c "$h1" migrate --live --p2p "$dom" "qemu+tcp://$ip2/system" "tcp://$ip2" \
-  >"$TDIR/migrate.log" 2>&1 || rc_m=$?
-t_m1=$(date +%s.%N)
+figures=$(cluster_migrate host1 host2 "$dom" 2>"$TDIR/migrate.log") || rc_m=$?
 cat "$TDIR/migrate.log"
 check "virsh migrate --live --p2p host1 -> host2 succeeded" [ "$rc_m" -eq 0 ]
-timeout 20 virsh -c "$h2" domjobinfo --completed "$dom" >"$TDIR/jobinfo.log" 2>&1 || true
-wall=$(awk -v a="$t_m0" -v b="$t_m1" 'BEGIN{printf "%.2f", b - a}')
-elapsed=$(sed -n 's/^Time elapsed: *\([0-9]*\) *ms *$/\1/p' "$TDIR/jobinfo.log")
-downtime=$(sed -n 's/^Total downtime: *\([0-9]*\) *ms *$/\1/p' "$TDIR/jobinfo.log")
-echo "migration: virsh migrate ${wall} s wall; libvirt (target): ${elapsed:-?} ms elapsed, ${downtime:-?} ms downtime"
-check "the target reports the migration's downtime" [ -n "$downtime" ]
+read -r wall elapsed downtime <<<"${figures:-? ? ?}"
+echo "migration: virsh migrate ${wall} s wall; libvirt (target): ${elapsed} ms elapsed, ${downtime} ms downtime"
+check "the target reports the migration's downtime" [ "$downtime" != "?" ]
 
 check "the guest runs on host2" [ "$(timeout 20 virsh -c "$h2" domstate "$dom" 2>/dev/null | head -n 1)" = running ]
 check "the guest is gone from host1" [ -z "$(timeout 20 virsh -c "$h1" list --name | grep -x "$dom" || true)" ]
@@ -256,8 +195,9 @@ procs=()
 for p in $(qemu_in host2) $(cat "$CLUSTER_DIR"/switch/holder.pid "$CLUSTER_DIR"/host*/holder.pid); do
   procs+=("$p:$(_cluster_proc_start "$p")")
 done
-# gone PID:START: that process no longer exists (its pid may name another one).
-gone() { [ "$(_cluster_proc_start "${1%%:*}" 2>/dev/null || true)" != "${1#*:}" ]; }
+# gone PID:START: that process no longer runs (a zombie waiting for this
+# shell to reap it counts as gone; its pid may already name another process).
+gone() { ! _cluster_running "${1%%:*}" || [ "$(_cluster_proc_start "${1%%:*}" 2>/dev/null || true)" != "${1#*:}" ]; }
 t0=$SECONDS
 rc_down=0
 cluster_down --keep || rc_down=$?

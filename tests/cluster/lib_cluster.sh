@@ -92,11 +92,12 @@ _cluster_pids_in() {
 }
 
 # _cluster_holder_alive DIR: DIR's namespace holder still runs (same pid and
-# start time as recorded).
+# start time as recorded, and not a zombie).
 _cluster_holder_alive() {
   local pid
   pid=$(cat "$1/holder.pid" 2>/dev/null) || return 1
-  [ -n "$pid" ] && [ "$(_cluster_proc_start "$pid" 2>/dev/null || true)" = "$(cat "$1/holder.start" 2>/dev/null)" ]
+  [ -n "$pid" ] && _cluster_running "$pid" &&
+    [ "$(_cluster_proc_start "$pid" 2>/dev/null || true)" = "$(cat "$1/holder.start" 2>/dev/null)" ]
 }
 
 # cluster_host_pids HOST: every process running inside HOST (holder included).
@@ -112,6 +113,15 @@ _cluster_node_pid() {
 }
 
 _cluster_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+
+# _cluster_running PID: alive and not a zombie (the harness's own children
+# stay zombies until the shell reaps them).
+_cluster_running() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat%% *}" != Z ]
+}
 
 # _cluster_proc_start PID: the process's start time (clock ticks since boot),
 # to tell a pid from a later process that reused it.
@@ -489,7 +499,7 @@ _cluster_kill_pids() {
   kill "-$sig" "$@" 2>/dev/null || true
   for _ in $(seq 1 50); do
     left=0
-    for p in "$@"; do _cluster_alive "$p" && left=1; done
+    for p in "$@"; do _cluster_running "$p" && left=1; done
     [ $left -eq 0 ] && return 0
     sleep 0.1
   done
