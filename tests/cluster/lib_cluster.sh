@@ -75,9 +75,9 @@ _cluster_ns_of() { echo "$(readlink "/proc/$1/ns/net") $(readlink "/proc/$1/ns/u
 
 # _cluster_pids_in NSFILE: every pid in both the network and the UTS
 # namespace recorded in NSFILE (written at bring-up, so this works after the
-# holder died). Every process the harness starts in a host enters both. Not
-# the mount namespace: some kernels (gVisor) show one inode for all of them;
-# and both, because namespace inodes get reused once freed.
+# holder died). Every process the harness starts in a host enters both. Two
+# of them because the kernel reuses a namespace's inode number once it is
+# freed: a stale record must not match someone else's namespace.
 _cluster_pids_in() {
   local nsfile=$1 net uts p pn pu
   [ -f "$nsfile" ] || return 0
