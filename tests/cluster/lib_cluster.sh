@@ -197,9 +197,14 @@ cluster_preflight() {
 _cluster_spawn_holder() {
   local pidfile=$1; shift
   rm -f "$pidfile"
-  # shellcheck disable=SC2016 # expanded by the inner sh
-  setsid unshare "$@" -- /bin/sh -c 'echo $$ >"$1.tmp" && mv "$1.tmp" "$1" && exec sleep infinity' \
-    holder "$pidfile" </dev/null >/dev/null 2>"$pidfile.err" &
+  # The holder must not inherit the registry lock's descriptor (it would
+  # hold the lock for the cluster's whole life).
+  (
+    if [ -n "${_cluster_lockfd:-}" ]; then exec {_cluster_lockfd}>&-; fi
+    # shellcheck disable=SC2016 # expanded by the inner sh
+    exec setsid unshare "$@" -- /bin/sh -c 'echo $$ >"$1.tmp" && mv "$1.tmp" "$1" && exec sleep infinity' \
+      holder "$pidfile" </dev/null >/dev/null 2>"$pidfile.err"
+  ) &
   local _
   for _ in $(seq 1 100); do
     if [ -s "$pidfile" ]; then
@@ -407,10 +412,14 @@ cluster_up() {
 
   # Pick the network and plumb the root veth under one lock, so concurrent
   # bring-ups (other build trees) never pick the same 10.88.X.
-  local lockfd rc=0 had_e=0
-  exec {lockfd}>"$CLUSTER_REGISTRY/.lock"
-  flock -w 300 "$lockfd" || { cluster_log "cannot take $CLUSTER_REGISTRY/.lock"; exec {lockfd}>&-; return 1; }
-  CLUSTER_NET=$(_cluster_pick_net) || { exec {lockfd}>&-; return 1; }
+  local rc=0 had_e=0
+  exec {_cluster_lockfd}>"$CLUSTER_REGISTRY/.lock"
+  if ! flock -w 300 "$_cluster_lockfd"; then
+    cluster_log "cannot take $CLUSTER_REGISTRY/.lock in 300 s"
+    exec {_cluster_lockfd}>&-; _cluster_lockfd=
+    return 1
+  fi
+  CLUSTER_NET=$(_cluster_pick_net) || { exec {_cluster_lockfd}>&-; _cluster_lockfd=; return 1; }
   CLUSTER_CONTROLLER_IP="$CLUSTER_NET.1"
   _cluster_save
   echo "$CLUSTER_DIR" >"$CLUSTER_REGISTRY/$CLUSTER_ID"
@@ -421,7 +430,8 @@ cluster_up() {
   set +e
   (set -e; _cluster_up_net)
   rc=$?
-  exec {lockfd}>&-
+  exec {_cluster_lockfd}>&-
+  _cluster_lockfd=
   if [ $rc -eq 0 ]; then
     (set -e; _cluster_up_hosts)
     rc=$?
