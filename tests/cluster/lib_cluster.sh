@@ -112,10 +112,9 @@ _cluster_node_pid() {
   echo "$pid"
 }
 
-_cluster_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
-
-# _cluster_running PID: alive and not a zombie (the harness's own children
-# stay zombies until the shell reaps them).
+# _cluster_running PID: alive and not a zombie. Zombies are common here: the
+# harness's own children stay zombies until the shell reaps them, and so do
+# orphans on machines whose PID 1 reaps slowly.
 _cluster_running() {
   local stat
   stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
@@ -319,7 +318,7 @@ _cluster_wait_libvirtd() {
   while [ $SECONDS -lt $deadline ]; do
     got=$(timeout 10 virsh -c "$uri" hostname 2>/dev/null) || got=
     [ "$got" = "host$i" ] && return 0
-    if ! _cluster_alive "$(cat "$d/libvirtd.pid" 2>/dev/null)"; then
+    if ! _cluster_running "$(cat "$d/libvirtd.pid" 2>/dev/null)"; then
       cluster_log "host$i: libvirtd exited; last lines of $d/log/libvirtd.log and var/log/libvirt/libvirtd.log:"
       tail -n 20 "$d/log/libvirtd.log" "$d/var/log/libvirt/libvirtd.log" >&2 2>/dev/null || true
       return 1
@@ -481,7 +480,7 @@ cluster_kill_node() {
   pid=$(_cluster_node_pid "$i") || { cluster_log "host$i: no node hook is running"; return 1; }
   kill "-$sig" "$pid" 2>/dev/null || true
   for _ in $(seq 1 100); do
-    _cluster_alive "$pid" || return 0
+    _cluster_running "$pid" || return 0
     sleep 0.1
   done
   cluster_log "host$i: the node hook (pid $pid) is still running after SIG$sig"
@@ -616,7 +615,7 @@ _cluster_reap_stale() {
     owner=$( (cluster_load "$dir" 2>/dev/null && echo "$CLUSTER_OWNER") ) || owner=
     [ "$owner" = detached ] && continue
     pid=${owner%%:*} start=${owner#*:}
-    if [ -n "$pid" ] && _cluster_alive "$pid" && [ "$(_cluster_proc_start "$pid")" = "$start" ]; then
+    if [ -n "$pid" ] && _cluster_running "$pid" && [ "$(_cluster_proc_start "$pid")" = "$start" ]; then
       continue
     fi
     cluster_log "reaping stale cluster $(basename "$f") ($dir, owner ${owner:-unknown} is gone)"
