@@ -216,13 +216,14 @@ _cluster_spawn_holder() {
   return 1
 }
 
-# _cluster_host_env I: the environment every command inside hostI gets.
+# _cluster_host_env I: sets _cluster_env to the environment (NAME=VALUE
+# words) every command inside hostI gets.
 _cluster_host_env() {
   local i=$1 ip="$CLUSTER_NET.$((10 + $1))"
-  echo "HOST_NAME=host$i" "HOST_INDEX=$i" "HOST_IP=$ip" "HOST_DIR=$CLUSTER_DIR/host$i" \
-    "LIBVIRT_URI=qemu:///system" "LIBVIRT_TCP_URI=qemu+tcp://$ip/system" \
-    "LIBVIRT_DEFAULT_URI=qemu:///system" "CONTROLLER_IP=$CLUSTER_CONTROLLER_IP" \
-    "CLUSTER_DIR=$CLUSTER_DIR"
+  _cluster_env=("HOST_NAME=host$i" "HOST_INDEX=$i" "HOST_IP=$ip" "HOST_DIR=$CLUSTER_DIR/host$i"
+    "LIBVIRT_URI=qemu:///system" "LIBVIRT_TCP_URI=qemu+tcp://$ip/system"
+    "LIBVIRT_DEFAULT_URI=qemu:///system" "CONTROLLER_IP=$CLUSTER_CONTROLLER_IP"
+    "CLUSTER_DIR=$CLUSTER_DIR")
 }
 
 # _cluster_spawn_in I NAME CMD...: a long-running process inside hostI, in
@@ -232,10 +233,10 @@ _cluster_spawn_in() {
   local d="$CLUSTER_DIR/host$i" hp
   hp=$(cat "$d/holder.pid")
   rm -f "$d/$name.pid"
-  # shellcheck disable=SC2046 # the environment words are split on purpose
+  _cluster_host_env "$i"
   # shellcheck disable=SC2016 # expanded by the inner sh
   setsid nsenter --target "$hp" --net --uts --mount -- \
-    env $(_cluster_host_env "$i") /bin/sh -c 'echo $$ >"$1.tmp" && mv "$1.tmp" "$1"; shift; exec "$@"' \
+    env "${_cluster_env[@]}" /bin/sh -c 'echo $$ >"$1.tmp" && mv "$1.tmp" "$1"; shift; exec "$@"' \
     sh "$d/$name.pid" "$@" </dev/null >>"$d/log/$name.log" 2>&1 &
   local _
   for _ in $(seq 1 100); do
@@ -455,8 +456,8 @@ cluster_exec() {
   shift
   [ $# -gt 0 ] || { cluster_log "cluster_exec: no command"; return 1; }
   hp=$(cat "$CLUSTER_DIR/host$i/holder.pid")
-  # shellcheck disable=SC2046 # the environment words are split on purpose
-  nsenter --target "$hp" --net --uts --mount -- env $(_cluster_host_env "$i") "$@"
+  _cluster_host_env "$i"
+  nsenter --target "$hp" --net --uts --mount -- env "${_cluster_env[@]}" "$@"
 }
 
 # cluster_start_node HOST: start CLUSTER_NODE_CMD inside HOST (bash -c, the
