@@ -26,6 +26,8 @@ runtime_pkgs=(
   # libvirt-daemon-driver-network before Debian 13); it runs dnsmasq
   # (dnsmasq-base) for DHCP/DNS and the iptables binaries for NAT rules.
   iptables
+  # the multi-host harness (tests/cluster): unshare, nsenter, setsid, setpriv
+  util-linux
   # the VM lifecycle benchmark (tests/bench/lifecycle, standard library only)
   python3
 )
