@@ -9,6 +9,8 @@
 
 #include <kj/async-io.h>
 #include <kj/compat/http.h>
+#include <kj/compat/tls.h>
+#include <kj/debug.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -1189,12 +1191,14 @@ class ApiService final : public kj::HttpService {
  public:
   ApiService(store::Store& store, metrics::Registry& metrics, const ServerOptions& options,
              kj::Timer& timer, const kj::HttpHeaderTable& table, kj::HttpHeaderId acceptId,
-             kj::HttpHeaderId warningId, std::atomic<uint16_t>& port)
+             kj::HttpHeaderId warningId, kj::HttpHeaderId authorizationId,
+             std::atomic<uint16_t>& port)
       : store_(store),
         options_(options),
         table_(table),
         acceptId_(acceptId),
         warningId_(warningId),
+        authorizationId_(authorizationId),
         port_(port),
         docs_(buildOpenApiDocs(options.vmhostVersion)) {
     Services svc{store, timer, options};
@@ -1255,6 +1259,11 @@ class ApiService final : public kj::HttpService {
     }
     parseTarget(std::string(url.cStr()), *req);
     req->headers = &headers;
+    if (auto denied = authenticate(*req, headers)) {
+      auto start = Clock::now();
+      auto& r = *req;
+      return send(response, r, kj::mv(*denied), start).attach(kj::mv(req));
+    }
     KJ_IF_MAYBE (a, headers.get(acceptId_)) {
       req->accept = a->cStr();
     }
@@ -1290,6 +1299,41 @@ class ApiService final : public kj::HttpService {
   }
 
  private:
+  // Bearer tokens (ServerOptions::bearerTokens); the node certificate
+  // request takes the join token instead. nullopt: let it through.
+  std::optional<Reply> authenticate(const Request& req, const kj::HttpHeaders& headers) const {
+    if (options_.bearerTokens.empty()) return std::nullopt;
+    if (req.path == "/healthz" || req.path == "/livez" || req.path == "/readyz") {
+      return std::nullopt;
+    }
+    std::string token;
+    KJ_IF_MAYBE (a, headers.get(authorizationId_)) {
+      std::string value = a->cStr();
+      if (value.rfind("Bearer ", 0) == 0) token = value.substr(7);
+    }
+    bool certificateRequest = req.segments.size() == 6 && req.segments[0] == "apis" &&
+                              req.segments[3] == "nodes" && req.segments[5] == "certificate";
+    auto same = [](const std::string& a, const std::string& b) {
+      unsigned char diff = a.size() == b.size() ? 0 : 1;
+      for (size_t i = 0; i < a.size(); ++i) {
+        diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+      }
+      return diff == 0;
+    };
+    if (!token.empty()) {
+      if (certificateRequest) {
+        if (!options_.joinToken.empty() && same(token, options_.joinToken)) return std::nullopt;
+      } else {
+        for (const auto& t : options_.bearerTokens) {
+          if (same(token, t)) return std::nullopt;
+        }
+      }
+    }
+    std::fprintf(stderr, "api: 401 %s %s: %s\n", req.method.c_str(), req.path.c_str(),
+                 token.empty() ? "no bearer token" : "wrong bearer token");
+    return statusReply(401, "Unauthorized", "Unauthorized");
+  }
+
   Reply tooLarge() const {
     return statusReply(413, "RequestEntityTooLarge",
                        "the request body is larger than the limit of " +
@@ -1583,6 +1627,29 @@ class ApiService final : public kj::HttpService {
     if (route.subresource == "console" && info.group == kGroup && info.namespaced) {
       return console(route, req, response, start);
     }
+    if (route.subresource == "certificate" && info.plural == "nodes" &&
+        options_.issueNodeCertificate) {
+      if (req.verb != Verb::kPost) {
+        return send(response, req,
+                    statusReply(405, "MethodNotAllowed", "POST a PEM certificate request"), start);
+      }
+      auto cert = options_.issueNodeCertificate(route.name, req.body);
+      if (!cert.ok()) {
+        unsigned code = cert.error().code == VMHOST_ERR_ALREADY_EXISTS ? 409
+                        : cert.error().code == VMHOST_ERR_INTERNAL     ? 500
+                                                                       : 400;
+        std::fprintf(stderr, "api: refused a certificate for node %s: %s\n", route.name.c_str(),
+                     cert.error().message.c_str());
+        return send(response, req,
+                    statusReply(code,
+                                code == 409   ? "AlreadyExists"
+                                : code == 500 ? "InternalError"
+                                              : "BadRequest",
+                                cert.error().message),
+                    start);
+      }
+      return send(response, req, jsonReply(201, Json{{"certificate", cert.value()}}), start);
+    }
     if (!route.subresource.empty() && route.subresource != "status") {
       return send(response, req,
                   statusReply(404, "NotFound", "the server could not find the requested resource"),
@@ -1861,6 +1928,7 @@ class ApiService final : public kj::HttpService {
   const kj::HttpHeaderTable& table_;
   kj::HttpHeaderId acceptId_;
   kj::HttpHeaderId warningId_;
+  kj::HttpHeaderId authorizationId_;
   std::atomic<uint16_t>& port_;
   OpenApiDocs docs_;
   std::vector<std::unique_ptr<ResourceHandler>> handlers_;
@@ -1892,13 +1960,29 @@ struct Server::Impl {
       kj::HttpHeaderTable::Builder builder;
       auto acceptId = builder.add("Accept");
       auto warningId = builder.add("Warning");
+      auto authorizationId = builder.add("Authorization");
       auto table = builder.build();
       ApiService service(store, metrics, options, io.provider->getTimer(), *table, acceptId,
-                         warningId, port);
+                         warningId, authorizationId, port);
       kj::HttpServer http(io.provider->getTimer(), *table, service);
       auto addr = io.provider->getNetwork().parseAddress(options.listenAddress).wait(io.waitScope);
-      auto listener = addr->listen();
-      port = static_cast<uint16_t>(listener->getPort());
+      kj::Own<kj::ConnectionReceiver> listener = addr->listen();
+      kj::Own<kj::TlsContext> tls;
+      kj::Maybe<kj::TlsKeypair> keypair;
+      if (!options.tlsCertPem.empty() && !options.tlsKeyPem.empty()) {
+        keypair = kj::TlsKeypair{kj::TlsPrivateKey(options.tlsKeyPem.c_str()),
+                                 kj::TlsCertificate(options.tlsCertPem.c_str())};
+        kj::TlsContext::Options o;
+        o.useSystemTrustStore = false;
+        o.defaultKeypair = KJ_ASSERT_NONNULL(keypair);
+        o.timer = io.provider->getTimer();
+        o.acceptTimeout = 10 * kj::SECONDS;
+        tls = kj::heap<kj::TlsContext>(kj::mv(o));
+        uint16_t bound = static_cast<uint16_t>(listener->getPort());
+        listener = tls->wrapPort(kj::mv(listener));
+        port = bound;
+      }
+      if (!tls) port = static_cast<uint16_t>(listener->getPort());
       auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
       {
         std::lock_guard lock(mu);

@@ -41,8 +41,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace vmhost::api {
 
@@ -60,6 +62,19 @@ struct ServerOptions {
   // Serves .../virtualmachines/<name>/console; nullptr answers 503. Not
   // owned; must outlive the Server.
   ConsoleProvider* consoles = nullptr;
+
+  // https with this certificate and key (PEM) when both are set.
+  std::string tlsCertPem, tlsKeyPem;
+  // Bearer tokens the API accepts ("Authorization: Bearer T"); empty: no
+  // authentication (the all-in-one on loopback). /healthz, /livez and
+  // /readyz stay open, as kube-apiserver's do.
+  std::vector<std::string> bearerTokens;
+  // POST /apis/vmhost.io/v1/nodes/<name>/certificate, authenticated with
+  // `joinToken` (not an API token): signs a joining node's certificate
+  // request (PEM body) and returns {"certificate": PEM}. Unset: 404.
+  std::function<Result<std::string>(const std::string& node, const std::string& csrPem)>
+      issueNodeCertificate;
+  std::string joinToken;
 };
 
 class Server {

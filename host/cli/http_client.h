@@ -29,11 +29,14 @@ class HttpClient {
                                const std::string& contentType = "application/json");
 
   const std::string& server() const { return server_; }
+  // https: trust the CA in this PEM file instead of the system's store.
+  void setCaFile(std::string path) { caFile_ = std::move(path); }
 
  private:
   std::string server_;
   std::string token_;
   long timeout_;
+  std::string caFile_;
   void* curl_;  // CURL*, owned
 };
 

@@ -35,7 +35,8 @@ namespace vmhost::cli {
 namespace {
 
 const char* kUsage =
-    "usage: vmctl [--server URL] [--token T] [-n NAMESPACE] [--config FILE] COMMAND\n"
+    "usage: vmctl [--server URL] [--token T] [--certificate-authority CA.crt] [-n NAMESPACE]\n"
+    "             [--config FILE] COMMAND\n"
     "\n"
     "commands:\n"
     "  apply -f FILE|-                      create or update each document (YAML or JSON)\n"
@@ -52,6 +53,7 @@ struct Options {
   std::string token;
   std::string ns;
   std::string configFile;
+  std::string caFile;  // https: the CA to trust (vmhost init's pki/ca.crt)
 };
 
 struct Kind {
@@ -576,10 +578,12 @@ void loadConfigFile(Options& o) {
   if (!c.IsMap()) die(path + ": expected a mapping with server, token, namespace");
   for (const auto& kv : c) {
     std::string key = kv.first.Scalar();
-    if (key != "server" && key != "token" && key != "namespace") {
-      die(path + ": unknown key '" + key + "' (expected one of: server, token, namespace)");
+    if (key != "server" && key != "token" && key != "namespace" && key != "certificateAuthority") {
+      die(path + ": unknown key '" + key +
+          "' (expected one of: server, token, namespace, certificateAuthority)");
     }
   }
+  if (o.caFile.empty() && c["certificateAuthority"]) o.caFile = c["certificateAuthority"].Scalar();
   if (o.server.empty() && c["server"]) o.server = c["server"].Scalar();
   if (o.token.empty() && c["token"]) o.token = c["token"].Scalar();
   if (o.ns.empty() && c["namespace"]) o.ns = c["namespace"].Scalar();
@@ -598,7 +602,9 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) die(std::string(flag) + " needs a value");
       return argv[++i];
     };
-    if (a == "--server" || a == "-s")
+    if (a == "--certificate-authority")
+      o.caFile = value("--certificate-authority");
+    else if (a == "--server" || a == "-s")
       o.server = value("--server");
     else if (a.rfind("--server=", 0) == 0)
       o.server = a.substr(9);
@@ -633,6 +639,7 @@ int main(int argc, char** argv) {
   if (o.ns.empty()) o.ns = "default";
 
   HttpClient http(o.server, o.token);
+  if (!o.caFile.empty()) http.setCaFile(o.caFile);
   std::string cmd = rest[0];
   std::vector<std::string> args(rest.begin() + 1, rest.end());
   if (cmd == "apply") return apply(http, o, args);

@@ -205,8 +205,9 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
   if (auto cl = root["cluster"]) {
     auto mark = cl.Mark();
     if (!cl.IsMap()) return configError(file, &mark, "cluster: must be a mapping");
-    static const std::vector<std::string> kKeys = {"listen", "controller", "joinToken",
-                                                   "joinTokenFile", "heartbeatTimeoutSeconds"};
+    static const std::vector<std::string> kKeys = {
+        "listen", "controller", "joinToken", "joinTokenFile", "heartbeatTimeoutSeconds",
+        "caFile", "apiServer"};
     if (auto bad = unknownKey(cl, kKeys)) {
       return configError(
           file, &bad->second,
@@ -224,6 +225,26 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
       }
       (std::string(key) == "listen" ? config.cluster.listen : config.cluster.controller) =
           n.Scalar();
+    }
+    if (auto n = cl["caFile"]) {
+      auto m = n.Mark();
+      if (!n.IsScalar() || n.Scalar().empty()) {
+        return configError(file, &m, "cluster.caFile: must be a path");
+      }
+      config.cluster.caFile = resolve(file, n.Scalar());
+    }
+    if (auto n = cl["apiServer"]) {
+      auto m = n.Mark();
+      if (!n.IsScalar() || n.Scalar().rfind("https://", 0) != 0) {
+        return configError(file, &m, "cluster.apiServer: expected https://HOST:PORT");
+      }
+      config.cluster.apiServer = n.Scalar();
+    }
+    if (!config.cluster.caFile.empty() && config.cluster.apiServer.empty()) {
+      auto m = cl["caFile"].Mark();
+      return configError(file, &m,
+                         "cluster.caFile needs cluster.apiServer (where the node gets its "
+                         "certificate)");
     }
     if (cl["joinToken"] && cl["joinTokenFile"]) {
       auto m = cl["joinTokenFile"].Mark();

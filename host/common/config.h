@@ -51,6 +51,11 @@ struct ClusterSettings {
   std::string controller;                 // node: the controller's ADDRESS:PORT
   std::string joinToken;                  // `joinToken:`, or read from `joinTokenFile:`
   int64_t heartbeatTimeoutSeconds = 40;   // controller: NotReady after this long
+  // node: the cluster CA (vmhost init's pki/ca.crt). Set: the node gets its
+  // certificate from apiServer with the join token once, then joins with
+  // mutual TLS. Unset: plain TCP with the token (tests on loopback).
+  std::string caFile;
+  std::string apiServer;  // node: https://HOST:PORT of the controller's API
 };
 
 struct HostConfig {

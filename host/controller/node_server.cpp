@@ -8,6 +8,7 @@
 #include <capnp/rpc-twoparty.h>
 #include <capnp/rpc.h>
 #include <kj/async-io.h>
+#include <kj/compat/tls.h>
 #include <kj/debug.h>
 
 #include <arpa/inet.h>
@@ -343,7 +344,10 @@ class SessionImpl final : public rpc::NodeSession::Server {
 
 class ClusterImpl final : public rpc::Cluster::Server {
  public:
-  ClusterImpl(NodeServer::Impl& impl, std::string peer) : impl_(impl), peer_(std::move(peer)) {}
+  // `certName`: the CN of the peer's TLS client certificate (mutual TLS), or
+  // nullopt on a plain connection.
+  ClusterImpl(NodeServer::Impl& impl, std::string peer, std::optional<std::string> certName)
+      : impl_(impl), peer_(std::move(peer)), certName_(std::move(certName)) {}
 
  protected:
   kj::Promise<void> join(JoinContext context) override {
@@ -359,7 +363,13 @@ class ClusterImpl final : public rpc::Cluster::Server {
                     " is not supported (this controller speaks version " +
                     std::to_string(rpc::PROTOCOL_VERSION) + ")");
     }
-    if (!sameToken(req.getToken().cStr(), impl_.options.joinToken)) {
+    if (certName_) {
+      // The certificate says who the node is; a name is not a claim.
+      if (*certName_ != name) {
+        return refuse("the client certificate is for node '" + *certName_ + "', not '" + name +
+                      "'");
+      }
+    } else if (!sameToken(req.getToken().cStr(), impl_.options.joinToken)) {
       return refuse("wrong join token");
     }
     if (!validNodeName(name)) return refuse("invalid node name");
@@ -391,6 +401,7 @@ class ClusterImpl final : public rpc::Cluster::Server {
  private:
   NodeServer::Impl& impl_;
   std::string peer_;
+  std::optional<std::string> certName_;
 };
 
 // One accepted connection: its RPC system, alive until the peer leaves.
@@ -411,31 +422,49 @@ class ErrorLogger final : public kj::TaskSet::ErrorHandler {
   }
 };
 
+std::string peerName(kj::PeerIdentity* identity) {
+  if (identity == nullptr) return "(unknown peer)";
+  std::string s = identity->toString().cStr();
+  return s.empty() ? "(unknown peer)" : s;
+}
+
+void serve(NodeServer::Impl& impl, kj::TaskSet& tasks, kj::Own<kj::AsyncIoStream> stream,
+           std::string peer, std::optional<std::string> certName) {
+  auto conn =
+      kj::heap<Connection>(kj::mv(stream), kj::heap<ClusterImpl>(impl, peer, kj::mv(certName)));
+  auto done = conn->network.onDisconnect();
+  tasks.add(done.attach(kj::mv(conn)));
+}
+
 kj::Promise<void> acceptLoop(NodeServer::Impl& impl, kj::ConnectionReceiver& listener,
-                             kj::TaskSet& tasks) {
-  return listener.accept().then([&impl, &listener, &tasks](kj::Own<kj::AsyncIoStream>&& stream) {
-    std::string peer = "(unknown peer)";
-    struct sockaddr_storage ss {};
-    kj::uint len = sizeof ss;
-    try {
-      stream->getpeername(reinterpret_cast<struct sockaddr*>(&ss), &len);
-      char host[64] = {};
-      if (ss.ss_family == AF_INET) {
-        auto* in = reinterpret_cast<struct sockaddr_in*>(&ss);
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        peer = std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
-      } else if (ss.ss_family == AF_INET6) {
-        auto* in6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        peer = "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
-      }
-    } catch (const kj::Exception&) {
-    }
-    auto conn = kj::heap<Connection>(kj::mv(stream), kj::heap<ClusterImpl>(impl, peer));
-    auto done = conn->network.onDisconnect();
-    tasks.add(done.attach(kj::mv(conn)));
-    return acceptLoop(impl, listener, tasks);
-  });
+                             kj::TaskSet& tasks, kj::TlsContext* tls) {
+  return listener.acceptAuthenticated().then(
+      [&impl, &listener, &tasks, tls](kj::AuthenticatedStream&& accepted) {
+        std::string peer = peerName(accepted.peerIdentity.get());
+        if (tls == nullptr) {
+          serve(impl, tasks, kj::mv(accepted.stream), peer, std::nullopt);
+        } else {
+          // The handshake runs beside the accept loop: a slow or hostile
+          // peer does not hold up the others.
+          tasks.add(tls->wrapServer(kj::mv(accepted))
+                        .then(
+                            [&impl, &tasks, peer](kj::AuthenticatedStream&& secured) {
+                              auto& id = kj::downcast<kj::TlsPeerIdentity>(*secured.peerIdentity);
+                              if (!id.hasCertificate()) {
+                                logLine("refused a connection from " + peer +
+                                        ": no client certificate");
+                                return;
+                              }
+                              serve(impl, tasks, kj::mv(secured.stream), peer,
+                                    std::string(id.getCommonName().cStr()));
+                            },
+                            [peer](kj::Exception&& e) {
+                              logLine("refused a connection from " + peer +
+                                      ": TLS handshake failed: " + e.getDescription().cStr());
+                            }));
+        }
+        return acceptLoop(impl, listener, tasks, tls);
+      });
 }
 
 }  // namespace
@@ -459,6 +488,22 @@ void NodeServer::Impl::run(std::promise<Result<uint16_t>>& ready) {
     }
     auto addr = io.provider->getNetwork().parseAddress(options.listenAddress).wait(io.waitScope);
     auto listener = addr->listen();
+    kj::Own<kj::TlsContext> tls;
+    kj::Maybe<kj::TlsKeypair> keypair;
+    kj::Maybe<kj::TlsCertificate> ca;
+    if (!options.certPem.empty()) {
+      ca = kj::TlsCertificate(options.caPem.c_str());
+      keypair = kj::TlsKeypair{kj::TlsPrivateKey(options.keyPem.c_str()),
+                               kj::TlsCertificate(options.certPem.c_str())};
+      kj::TlsContext::Options o;
+      o.useSystemTrustStore = false;
+      o.verifyClients = true;
+      o.trustedCertificates = kj::arrayPtr(&KJ_ASSERT_NONNULL(ca), 1);
+      o.defaultKeypair = KJ_ASSERT_NONNULL(keypair);
+      o.timer = timer;
+      o.acceptTimeout = 10 * kj::SECONDS;
+      tls = kj::heap<kj::TlsContext>(kj::mv(o));
+    }
     port = static_cast<uint16_t>(listener->getPort());
     auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
     {
@@ -467,7 +512,7 @@ void NodeServer::Impl::run(std::promise<Result<uint16_t>>& ready) {
     }
     ready.set_value(port.load());
     reported = true;
-    acceptLoop(*this, *listener, taskSet)
+    acceptLoop(*this, *listener, taskSet, tls.get())
         .exclusiveJoin(watchLoop(timer))
         .exclusiveJoin(heartbeatLoop(timer))
         .exclusiveJoin(kj::mv(paf.promise))

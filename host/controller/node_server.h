@@ -28,8 +28,13 @@ namespace vmhost::controller {
 
 struct NodeServerOptions {
   std::string listenAddress = "127.0.0.1:7070";  // ":0" picks a port (see start())
-  std::string joinToken;                         // required, 16+ characters
+  std::string joinToken;                         // required without TLS, 16+ characters
   std::chrono::seconds heartbeatTimeout{40};
+  // Mutual TLS (vmhost init's PKI): the server presents certPem/keyPem and
+  // accepts only clients with a certificate signed by caPem; a node's
+  // certificate CN is its name, and it may join only as that name. All
+  // empty: plain TCP and the join token (tests on loopback).
+  std::string caPem, certPem, keyPem;
 };
 
 class NodeServer {

@@ -10,6 +10,7 @@
 #include "node/agent/console.h"
 #include "node/agent/rpc_control_plane.h"
 #include "node/libvirt.h"
+#include "vmhost/cluster_tls.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -116,10 +117,47 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
                  configFile.c_str());
     return 2;
   }
-  if (mode != Mode::kAllInOne && config.cluster.joinToken.empty()) {
+  // TLS: a controller whose data directory `vmhost init` prepared serves
+  // https (bearer tokens) and mutual TLS to nodes; a node with
+  // cluster.caFile gets its certificate and joins with it.
+  std::optional<ControllerTls> controllerTls;
+  std::optional<NodeTls> nodeTls;
+  if (mode == Mode::kController) {
+    auto loaded = loadControllerTls(config.dataDir);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "%s: %s\n", me.c_str(), loaded.error().message.c_str());
+      return 1;
+    }
+    controllerTls = std::move(loaded.value());
+    if (controllerTls && config.cluster.joinToken.empty()) {
+      config.cluster.joinToken = controllerTls->joinToken;
+    }
+    if (!controllerTls) {
+      std::fprintf(stderr,
+                   "%s: WARNING: %s has no cluster PKI: the API and node traffic are NOT "
+                   "encrypted or authenticated beyond the join token (run `vmhost init "
+                   "--data-dir %s` first for TLS)\n",
+                   me.c_str(), config.dataDir.c_str(), config.dataDir.c_str());
+    }
+  }
+  if (mode == Mode::kController && !controllerTls && config.cluster.joinToken.empty()) {
     std::fprintf(stderr,
                  "%s: %s: cluster.joinToken or cluster.joinTokenFile is required (nodes join "
                  "with it)\n",
+                 me.c_str(), configFile.c_str());
+    return 2;
+  }
+  if (mode == Mode::kNode && !config.cluster.caFile.empty()) {
+    auto t = bootstrapNode(config);
+    if (!t.ok()) {
+      std::fprintf(stderr, "%s: %s\n", me.c_str(), t.error().message.c_str());
+      return 1;
+    }
+    nodeTls = std::move(t.value());
+  } else if (mode == Mode::kNode && config.cluster.joinToken.empty()) {
+    std::fprintf(stderr,
+                 "%s: %s: cluster.joinToken or cluster.joinTokenFile is required (the node "
+                 "joins with it)\n",
                  me.c_str(), configFile.c_str());
     return 2;
   }
@@ -197,6 +235,16 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
     serverOptions.listenAddress = config.listen;
     // Consoles of VMs on other hosts go through their nodes: not yet.
     serverOptions.consoles = consoles ? &*consoles : nullptr;
+    if (controllerTls) {
+      serverOptions.tlsCertPem = controllerTls->certPem;
+      serverOptions.tlsKeyPem = controllerTls->keyPem;
+      serverOptions.bearerTokens = {controllerTls->apiToken};
+      serverOptions.joinToken = config.cluster.joinToken;
+      const ControllerTls* t = &*controllerTls;
+      serverOptions.issueNodeCertificate = [t](const std::string& node, const std::string& csr) {
+        return issueNodeCertificate(*t, node, csr);
+      };
+    }
     server = std::make_unique<api::Server>(*store, registry, serverOptions);
     auto port = server->start();
     if (!port.ok()) {
@@ -212,6 +260,11 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
     nodeOptions.listenAddress = config.cluster.listen;
     nodeOptions.joinToken = config.cluster.joinToken;
     nodeOptions.heartbeatTimeout = std::chrono::seconds(config.cluster.heartbeatTimeoutSeconds);
+    if (controllerTls) {
+      nodeOptions.caPem = controllerTls->ca.certPem;
+      nodeOptions.certPem = controllerTls->certPem;
+      nodeOptions.keyPem = controllerTls->keyPem;
+    }
     nodeServer = std::make_unique<controller::NodeServer>(*store, registry, nodeOptions);
     auto port = nodeServer->start();
     if (!port.ok()) {
@@ -233,6 +286,11 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
       rpcOptions.controllerAddress = config.cluster.controller;
       rpcOptions.joinToken = config.cluster.joinToken;
       rpcOptions.nodeName = config.node.name;
+      if (nodeTls) {
+        rpcOptions.caPem = nodeTls->caPem;
+        rpcOptions.certPem = nodeTls->certPem;
+        rpcOptions.keyPem = nodeTls->keyPem;
+      }
       controlPlane = std::make_unique<node::RpcControlPlane>(rpcOptions);
     }
     node::AgentOptions agentOptions;
@@ -265,9 +323,10 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
                 config.dataDir.c_str());
   } else if (mode == Mode::kController) {
     std::string chost = config.cluster.listen.substr(0, config.cluster.listen.rfind(':'));
-    std::printf("vmhost controller: API on http://%s:%u, nodes join on %s:%u, data in %s\n",
-                host.c_str(), static_cast<unsigned>(apiPort), chost.c_str(),
-                static_cast<unsigned>(clusterPort), config.dataDir.c_str());
+    std::printf("vmhost controller: API on %s://%s:%u, nodes join on %s:%u%s, data in %s\n",
+                controllerTls ? "https" : "http", host.c_str(), static_cast<unsigned>(apiPort),
+                chost.c_str(), static_cast<unsigned>(clusterPort),
+                controllerTls ? " (mutual TLS)" : "", config.dataDir.c_str());
   } else {
     std::printf("vmhost node: %s, controller %s, libvirt %s, data in %s\n",
                 config.node.name.c_str(), config.cluster.controller.c_str(), uri.c_str(),

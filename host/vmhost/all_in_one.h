@@ -14,5 +14,8 @@ int controllerMain(const std::vector<std::string>& args);
 // `vmhost node`: libvirt, the storage and network plugins, the node agent,
 // joined to a controller over RPC.
 int nodeMain(const std::vector<std::string>& args);
+// `vmhost init`: the cluster CA, the controller's certificate, the join and
+// API tokens, and client configs (init_command.cpp).
+int initCluster(const std::vector<std::string>& args);
 
 }  // namespace vmhost::cli

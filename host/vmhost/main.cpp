@@ -22,6 +22,8 @@ const char* kUsage =
     "             [--listen ADDR:PORT] [--cluster-listen ADDR:PORT] [--data-dir DIR]\n"
     "  node --config FILE         a host: joins the controller (cluster.controller) and runs\n"
     "             [--controller ADDR:PORT] [--data-dir DIR] [--node-name NAME]   its VMs\n"
+    "  init --data-dir DIR        create a cluster's CA, controller certificate and tokens\n"
+    "             [--address HOST]... [--api-port 8443] [--cluster-port 7070]\n"
     "  check-config FILE          validate a config and its plugins without starting anything\n"
     "  plugins list [--config F]  list the plugins in the plugin directory, or those F selects\n"
     "  plugins inspect FILE.so    print a plugin's kind, name, version, ABI range, capabilities\n"
@@ -44,6 +46,7 @@ int main(int argc, char** argv) {
   if (cmd == "check-config") return vmhost::cli::checkConfig(rest);
   if (cmd == "all-in-one") return vmhost::cli::allInOne(rest);
   if (cmd == "controller") return vmhost::cli::controllerMain(rest);
+  if (cmd == "init") return vmhost::cli::initCluster(rest);
   if (cmd == "node") return vmhost::cli::nodeMain(rest);
   if (cmd == "version") {
     std::printf("vmhost %s (plugin ABI %u..%u)\n", VMHOST_VERSION, VMHOST_ABI_VERSION_MIN,

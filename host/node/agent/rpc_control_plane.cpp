@@ -6,6 +6,7 @@
 #include <capnp/rpc-twoparty.h>
 #include <capnp/rpc.h>
 #include <kj/async-io.h>
+#include <kj/compat/tls.h>
 #include <kj/debug.h>
 
 #include <condition_variable>
@@ -170,6 +171,29 @@ void RpcControlPlane::Impl::run() {
     if (stopping) stopFulfiller->fulfill();
   }
   cv.notify_all();
+  kj::Own<kj::TlsContext> tls;
+  kj::Maybe<kj::TlsKeypair> keypair;
+  kj::Maybe<kj::TlsCertificate> ca;
+  std::string serverHost =
+      options.controllerAddress.substr(0, options.controllerAddress.rfind(':'));
+  if (!serverHost.empty() && serverHost.front() == '[')
+    serverHost = serverHost.substr(1, serverHost.size() - 2);
+  if (!options.certPem.empty()) {
+    try {
+      ca = kj::TlsCertificate(options.caPem.c_str());
+      keypair = kj::TlsKeypair{kj::TlsPrivateKey(options.keyPem.c_str()),
+                               kj::TlsCertificate(options.certPem.c_str())};
+      kj::TlsContext::Options o;
+      o.useSystemTrustStore = false;
+      o.trustedCertificates = kj::arrayPtr(&KJ_ASSERT_NONNULL(ca), 1);
+      o.defaultKeypair = KJ_ASSERT_NONNULL(keypair);
+      tls = kj::heap<kj::TlsContext>(kj::mv(o));
+    } catch (const kj::Exception& e) {
+      std::lock_guard lock(mu);
+      lastError = std::string("the node's TLS material is unusable: ") + e.getDescription().cStr();
+      log(lastError);
+    }
+  }
   auto backoff = 500 * kj::MILLISECONDS;
   for (;;) {
     std::string node;
@@ -188,6 +212,16 @@ void RpcControlPlane::Impl::run() {
       auto addr =
           io.provider->getNetwork().parseAddress(options.controllerAddress).wait(io.waitScope);
       auto stream = timer.timeoutAfter(10 * kj::SECONDS, addr->connect()).wait(io.waitScope);
+      if (tls) {
+        // The controller's certificate must be the cluster CA's and name
+        // the address the node was given.
+        stream =
+            timer
+                .timeoutAfter(10 * kj::SECONDS, tls->wrapClient(kj::mv(stream), serverHost.c_str()))
+                .wait(io.waitScope);
+      } else if (!options.certPem.empty()) {
+        KJ_FAIL_REQUIRE("no usable TLS context; not connecting in the clear");
+      }
       capnp::TwoPartyVatNetwork network(*stream, capnp::rpc::twoparty::Side::CLIENT,
                                         readerOptions());
       auto rpc = capnp::makeRpcClient(network);

@@ -24,6 +24,9 @@ struct RpcControlPlaneOptions {
   std::string joinToken;
   std::string nodeName;
   uint32_t protocolVersion = 0;  // 0: this build's; tests set others
+  // Mutual TLS: the cluster CA, and this node's certificate and key (PEM).
+  // All empty: plain TCP (tests on loopback).
+  std::string caPem, certPem, keyPem;
 };
 
 class RpcControlPlane final : public ControlPlane {
