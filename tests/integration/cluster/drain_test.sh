@@ -169,7 +169,7 @@ check "a new VM runs" wait_phase ctl late Running 30
 check "and lands on node-b, not the drained node" test "$(node_of late)" = node-b
 check "vmctl uncordon" vmctl ctl uncordon node-a
 check "the drain request is gone with it" \
-  test -z "$(kctl ctl get nodes node-a -o jsonpath='{.metadata.annotations}')"
+  test -z "$(kctl ctl get nodes node-a -o jsonpath='{.metadata.annotations.vmhost\.io/drain}')"
 check "vmctl start brings n1 back" vmctl ctl start n1
 check "n1 runs again" wait_phase ctl n1 Running 30
 check "a drain of a missing node fails clearly" sh -c \
