@@ -570,7 +570,8 @@ std::string nodeArg(const std::string& cmd, const std::vector<std::string>& args
     if (!a.empty() && a[0] == '-') die(cmd + ": unknown flag '" + a + "'");
     positional.push_back(a);
   }
-  if (!positional.empty() &&
+  // An optional resource type first, as in `kubectl cordon node NAME`.
+  if (positional.size() == 2 &&
       (positional[0] == "node" || positional[0] == "nodes" || positional[0] == "no")) {
     positional.erase(positional.begin());
   }
