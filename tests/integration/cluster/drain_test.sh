@@ -95,6 +95,26 @@ check "the refusal names the VM and the way out" grep -q \
 check "it says nothing was changed" grep -q "drain of node node-a refused; nothing was changed" <<<"$out"
 check "node-a was not cordoned" test "$(node_status node-a)" = Ready
 for v in r1 r2 n1; do check "$v still runs on node-a" test "$(phase ctl "$v")/$(node_of "$v")" = Running/node-a; done
+# The controller holds the same line when the drain is asked for without
+# vmctl (the annotation set by hand): no eviction starts on the node, and the
+# LiveMigrate VM says why; uncordoning withdraws it all.
+kctl ctl patch node node-a --type merge \
+  -p '{"spec":{"unschedulable":true},"metadata":{"annotations":{"vmhost.io/drain":"by-hand"}}}' >/dev/null
+refused() {
+  [ "$(field lm1 '{.status.conditions[?(@.type=="Evicting")].reason}')" = LiveMigrationUnsupported ]
+}
+check "the controller refuses the LiveMigrate VM (its Evicting condition)" wait_for 15 refused
+check "the condition's message names the VM" grep -q "VM default/lm1: evictionStrategy LiveMigrate needs live migration" \
+  <<<"$(field lm1 '{.status.conditions[?(@.type=="Evicting")].message}')"
+check "the controller logged the refusal" grep -q "node node-a cannot be drained: VM default/lm1" "$WORK/ctl.log"
+sleep 2
+for v in r1 r2 n1; do
+  check "$v was not touched (Running on node-a, no eviction)" test \
+    "$(phase ctl "$v")/$(node_of "$v")/$(field "$v" '{.status.conditions[?(@.type=="Evicting")].status}')" = Running/node-a/
+done
+vmctl ctl uncordon node-a >/dev/null
+unrefused() { [ -z "$(field lm1 '{.status.conditions[?(@.type=="Evicting")].reason}')" ]; }
+check "uncordoning withdraws the refusal" wait_for 15 unrefused
 vmctl ctl delete lm1 >/dev/null
 gone() { ! vmctl ctl get vm lm1 >/dev/null 2>&1; }
 check "lm1 is gone" wait_for 20 gone
