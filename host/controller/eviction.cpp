@@ -85,7 +85,16 @@ EvictionStep nextEvictionStep(const api::VirtualMachine& vm, const api::Node* no
   if (!draining) return evicting != nullptr ? EvictionStep::kCancel : EvictionStep::kNothing;
   if (evictionRequest(vm.status) != nullptr) {
     if (!evictionAcknowledged(vm.status)) return EvictionStep::kWait;
-    return vm.spec.evictionStrategy == "None" ? EvictionStep::kHalt : EvictionStep::kReplace;
+    if (vm.spec.evictionStrategy == "None") return EvictionStep::kHalt;
+    // A Manual or RerunOnFailure VM that was not running when the drain
+    // began would be started by its new node (it has no domain there):
+    // it stays stopped instead, as with None.
+    bool startsItself = vm.spec.runStrategy == "Always";
+    if (!startsItself && vm.spec.runStrategy != "Halted" &&
+        evictionRequest(vm.status)->message.find(kNotRunningNote) != std::string::npos) {
+      return EvictionStep::kHalt;
+    }
+    return EvictionStep::kReplace;
   }
   if (vm.spec.evictionStrategy == "LiveMigrate") {
     bool refused = evicting != nullptr && evicting->reason == kLiveMigrationUnsupportedReason;
@@ -129,9 +138,12 @@ void EvictionController::apply(const api::VirtualMachine& vm, EvictionStep step)
             if (findCondition(cur.status.conditions, kEvictingCondition) != nullptr &&
                 evictionRequest(cur.status) != nullptr)
               return false;
+            bool running = cur.status.phase != "Stopped" && cur.status.phase != "Succeeded" &&
+                           cur.status.phase != "Failed";
             setCondition(cur.status.conditions, kEvictingCondition, "True", kEvictingReason,
                          "node " + node + " is being drained (eviction " + id +
-                             ", evictionStrategy " + cur.spec.evictionStrategy + ")");
+                             ", evictionStrategy " + cur.spec.evictionStrategy + ")" +
+                             (running ? "" : kNotRunningNote));
             return true;
           })) {
         logLine("vm " + ns + "/" + name + ": eviction " + id + " requested from node " + node +
@@ -160,15 +172,24 @@ void EvictionController::apply(const api::VirtualMachine& vm, EvictionStep step)
       bool halt = step == EvictionStep::kHalt;
       if (write([&](api::VirtualMachine& cur) {
             if (!evictionAcknowledged(cur.status)) return false;
+            // The strategies decided the step: changed meanwhile, decide again.
+            if (cur.spec.evictionStrategy != vm.spec.evictionStrategy ||
+                cur.spec.runStrategy != vm.spec.runStrategy)
+              return false;
             removeCondition(cur.status.conditions, kEvictingCondition);
             cur.status.nodeName.clear();
             if (halt) {
-              cur.spec.runStrategy = "Halted";
               cur.status.phase = "Stopped";
-              setCondition(cur.status.conditions, "Ready", "False", kEvictedReason,
-                           "stopped by the drain of node " + node +
-                               " (evictionStrategy None); vmctl start runs it again");
+              setCondition(
+                  cur.status.conditions, "Ready", "False", kEvictedReason,
+                  "stopped by the drain of node " + node + " (evictionStrategy " +
+                      cur.spec.evictionStrategy +
+                      (cur.spec.evictionStrategy == "None"
+                           ? ""
+                           : ", runStrategy " + cur.spec.runStrategy + " and not running") +
+                      "); vmctl start runs it again");
               removeCondition(cur.status.conditions, "Scheduled");
+              cur.spec.runStrategy = "Halted";
             } else {
               cur.status.phase = "Pending";
               setCondition(cur.status.conditions, "Ready", "False", kEvictedReason,
@@ -179,7 +200,7 @@ void EvictionController::apply(const api::VirtualMachine& vm, EvictionStep step)
             return true;
           })) {
         logLine("vm " + ns + "/" + name + ": stopped on node " + node +
-                (halt ? ", unbound and halted (evictionStrategy None)"
+                (halt ? ", unbound and halted (evictionStrategy " + vm.spec.evictionStrategy + ")"
                       : ", unbound for a new placement (evictionStrategy Restart)"));
       }
       return;

@@ -22,7 +22,10 @@
 //                 Restart  the scheduler places it anew (the drained node is
 //                          cordoned) and the new node starts it;
 //                 None     spec.runStrategy becomes Halted in the same write:
-//                          it stays stopped until `vmctl start`.
+//                          it stays stopped until `vmctl start`. So does a
+//                          Manual or RerunOnFailure VM that was not running
+//                          when the eviction was requested (a new node would
+//                          start it: it has no domain there).
 //               The old node sees it unbound and undefines the domain.
 // The scheduler places only unbound VMs, and the unbind happens only after
 // the old node reported the domain stopped, so a new node cannot start the
@@ -53,6 +56,8 @@ inline constexpr const char* kEvictingCondition = "Evicting";
 inline constexpr const char* kEvictingReason = "NodeDrain";
 inline constexpr const char* kEvictedReason = "Evicted";
 inline constexpr const char* kLiveMigrationUnsupportedReason = "LiveMigrationUnsupported";
+// Appended to an eviction request's message when the guest was not running.
+inline constexpr const char* kNotRunningNote = "; the guest was not running";
 
 // A drain was requested and is still wanted (uncordoning cancels it).
 bool nodeDraining(const api::Node& node);
@@ -77,7 +82,7 @@ enum class EvictionStep {
   kRefuse,   // LiveMigrate: Evicting=False, LiveMigrationUnsupported
   kCancel,   // the drain is off: remove Evicting
   kReplace,  // acknowledged, Restart: unbind for the scheduler
-  kHalt,     // acknowledged, None: unbind and runStrategy Halted
+  kHalt,     // acknowledged, None (or stopped Manual): unbind, runStrategy Halted
 };
 
 // The next step for `vm`. `node` is the node it is bound to (nullptr if

@@ -128,3 +128,34 @@ BOOST_AUTO_TEST_CASE(uncordoning_cancels_what_has_not_completed) {
   BOOST_TEST(static_cast<int>(nextEvictionStep(gone, &n, false)) ==
              static_cast<int>(EvictionStep::kNothing));
 }
+
+BOOST_AUTO_TEST_CASE(a_stopped_manual_vm_is_not_started_elsewhere) {
+  auto n = node(true, true);
+  for (const std::string run : {"Manual", "RerunOnFailure"}) {
+    // Running when the drain began: moved, and its new node starts it.
+    auto running = vm("Restart");
+    running.spec.runStrategy = run;
+    setCondition(running.status.conditions, kEvictingCondition, "True", kEvictingReason,
+                 "node node-a is being drained (eviction dddd, evictionStrategy Restart)");
+    acknowledge(running);
+    BOOST_TEST(static_cast<int>(nextEvictionStep(running, &n, false)) ==
+               static_cast<int>(EvictionStep::kReplace));
+    // Not running: a new node would start it (no domain there), so it is halted.
+    auto stopped = vm("Restart", "Stopped");
+    stopped.spec.runStrategy = run;
+    setCondition(stopped.status.conditions, kEvictingCondition, "True", kEvictingReason,
+                 std::string("node node-a is being drained (eviction eeee, evictionStrategy "
+                             "Restart)") +
+                     kNotRunningNote);
+    acknowledge(stopped);
+    BOOST_TEST(static_cast<int>(nextEvictionStep(stopped, &n, false)) ==
+               static_cast<int>(EvictionStep::kHalt));
+  }
+  // Always restarts wherever it is: moved even if it was not running.
+  auto always = vm("Restart", "Failed");
+  setCondition(always.status.conditions, kEvictingCondition, "True", kEvictingReason,
+               std::string("node node-a is being drained (eviction ffff)") + kNotRunningNote);
+  acknowledge(always);
+  BOOST_TEST(static_cast<int>(nextEvictionStep(always, &n, false)) ==
+             static_cast<int>(EvictionStep::kReplace));
+}
