@@ -139,8 +139,9 @@ Json vmSpecSchema() {
           {"nodeSelector", stringMap("Node labels the VM's node must have, e.g. "
                                      "kubernetes.io/hostname: node1.")},
           {"evictionStrategy",
-           enumStr("What happens when the node is drained: None (default), Restart elsewhere, "
-                   "or LiveMigrate.",
+           enumStr("What happens when its node is drained (vmctl drain): None (default) stops "
+                   "it (runStrategy becomes Halted), Restart stops it and starts it on another "
+                   "node, LiveMigrate is refused until vmhost has live migration.",
                    list(kEvictionStrategies))},
           {"boot", obj("Direct kernel boot: start the guest from a kernel and initrd on the node "
                        "instead of a boot disk.",

@@ -6,6 +6,8 @@
 //   vmctl delete [vm] NAME
 //   vmctl start NAME | stop NAME        runStrategy Always | Halted
 //   vmctl wait NAME --for=phase=Running [--timeout=120s]
+//   vmctl cordon NODE | uncordon NODE   spec.unschedulable true | false
+//   vmctl drain NODE [--timeout=5m]     cordon and evict (host/controller/eviction.h)
 //
 // Server, token and namespace come from flags, then $VMHOST_SERVER /
 // $VMHOST_TOKEN, then the config file (--config, $VMCTL_CONFIG, or
@@ -46,7 +48,11 @@ const char* kUsage =
     "  start NAME                           set runStrategy Always\n"
     "  stop NAME                            set runStrategy Halted\n"
     "  wait NAME --for=phase=PHASE [--timeout=120s]\n"
-    "  console NAME                         the guest's serial console; Ctrl-] detaches\n";
+    "  console NAME                         the guest's serial console; Ctrl-] detaches\n"
+    "  cordon NODE                          no new VMs are placed on NODE\n"
+    "  uncordon NODE                        undo cordon (and cancel a drain)\n"
+    "  drain NODE [--timeout=5m]            cordon, then stop or re-place NODE's VMs by their\n"
+    "                                       evictionStrategy (None: stop, Restart: move)\n";
 
 struct Options {
   std::string server;
@@ -553,6 +559,213 @@ int wait(HttpClient& http, const Options& o, const std::vector<std::string>& arg
   return 1;
 }
 
+// --- cordon / uncordon / drain --------------------------------------------------
+
+// The Node annotation that asks the controller to drain the node (see
+// host/controller/eviction.h); it holds when the drain was asked for.
+const char* kDrainAnnotation = "vmhost.io/drain";
+
+std::string nodeArg(const std::string& cmd, const std::vector<std::string>& args) {
+  std::vector<std::string> positional;
+  for (const auto& a : args) {
+    if (a.rfind("--timeout=", 0) == 0 && cmd == "drain") continue;
+    if (!a.empty() && a[0] == '-') die(cmd + ": unknown flag '" + a + "'");
+    positional.push_back(a);
+  }
+  // An optional resource type first, as in `kubectl cordon node NAME`.
+  if (positional.size() == 2 &&
+      (positional[0] == "node" || positional[0] == "nodes" || positional[0] == "no")) {
+    positional.erase(positional.begin());
+  }
+  if (positional.size() != 1) {
+    die(cmd + ": usage: vmctl " + cmd + " NODE" + (cmd == "drain" ? " [--timeout=5m]" : ""));
+  }
+  return positional[0];
+}
+
+// "90", "90s", "5m", "1h" -> seconds.
+long parseDuration(const std::string& flag, const std::string& v) {
+  if (v.empty()) die(flag + ": expected a duration like 90s, 5m or 1h");
+  long unit = 1;
+  std::string digits = v;
+  switch (v.back()) {
+    case 's':
+      digits.pop_back();
+      break;
+    case 'm':
+      unit = 60;
+      digits.pop_back();
+      break;
+    case 'h':
+      unit = 3600;
+      digits.pop_back();
+      break;
+    default:
+      break;
+  }
+  if (digits.empty() || digits.size() > 9 ||
+      digits.find_first_not_of("0123456789") != std::string::npos) {
+    die(flag + ": expected a duration like 90s, 5m or 1h, got '" + v + "'");
+  }
+  return std::stol(digits) * unit;
+}
+
+std::string utcNow() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+void patchNode(HttpClient& http, const std::string& node, const std::string& body) {
+  auto r =
+      call(http, "PATCH", collection(kNode, "") + "/" + node, body, "application/merge-patch+json");
+  if (r.status == 404) die("node \"" + node + "\" not found");
+  if (!ok(r)) serverError(r);
+}
+
+int cordon(HttpClient& http, const std::vector<std::string>& args, bool on) {
+  std::string node = nodeArg(on ? "cordon" : "uncordon", args);
+  // Uncordoning also withdraws a drain request: evictions not completed yet
+  // are cancelled and those VMs run on here.
+  patchNode(http, node,
+            on ? R"({"spec":{"unschedulable":true}})"
+               : std::string(R"({"spec":{"unschedulable":false},"metadata":{"annotations":{")") +
+                     kDrainAnnotation + R"(":null}}})");
+  std::printf("node/%s %s\n", node.c_str(), on ? "cordoned" : "uncordoned");
+  return 0;
+}
+
+struct BoundVm {
+  std::string key;  // namespace/name
+  std::string strategy;
+  std::string phase;
+  std::string evicting;        // the Evicting condition's status, "" if none
+  std::string evictingReason;  // and its reason and message
+  std::string evictingMessage;
+};
+
+// The VMs bound to `node` (status.nodeName), across namespaces.
+std::vector<BoundVm> vmsOn(HttpClient& http, const std::string& node) {
+  auto r = call(http, "GET", std::string(kVirtualMachine.apiPath) + "/" + kVirtualMachine.resource);
+  if (!ok(r)) serverError(r);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(r.body).get(doc) != simdjson::SUCCESS) die("the VM list is not valid JSON");
+  std::vector<BoundVm> out;
+  auto items = doc.at_pointer("/items");
+  if (items.error() != simdjson::SUCCESS || !items.is_array()) return out;
+  for (auto vm : items.get_array()) {
+    if (str(vm, "/status/nodeName") != node) continue;
+    if (!str(vm, "/metadata/deletionTimestamp").empty()) continue;
+    BoundVm b;
+    b.key = str(vm, "/metadata/namespace") + "/" + str(vm, "/metadata/name");
+    b.strategy = str(vm, "/spec/evictionStrategy", "None");
+    b.phase = str(vm, "/status/phase", "Pending");
+    auto conds = vm.at_pointer("/status/conditions");
+    if (conds.error() == simdjson::SUCCESS && conds.is_array()) {
+      for (auto c : conds.get_array()) {
+        if (str(c, "/type") != "Evicting") continue;
+        b.evicting = str(c, "/status");
+        b.evictingReason = str(c, "/reason");
+        b.evictingMessage = str(c, "/message");
+      }
+    }
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+std::string liveMigrateRefusal(const std::string& key) {
+  return "VM " + key +
+         ": evictionStrategy LiveMigrate needs live migration, which this version does not "
+         "have; set Restart or None";
+}
+
+int drain(HttpClient& http, const std::vector<std::string>& args) {
+  std::string node = nodeArg("drain", args);
+  long timeoutSeconds = 300;
+  for (const auto& a : args) {
+    if (a.rfind("--timeout=", 0) == 0) timeoutSeconds = parseDuration("--timeout", a.substr(10));
+  }
+  auto got = call(http, "GET", collection(kNode, "") + "/" + node);
+  if (got.status == 404) die("node \"" + node + "\" not found");
+  if (!ok(got)) serverError(got);
+  // LiveMigrate is refused before anything changes (the controller refuses
+  // it too, should one appear after this check).
+  std::vector<std::string> refused;
+  for (const auto& vm : vmsOn(http, node)) {
+    if (vm.strategy == "LiveMigrate") refused.push_back(liveMigrateRefusal(vm.key));
+  }
+  if (!refused.empty()) {
+    for (const auto& r : refused) std::fprintf(stderr, "vmctl: drain: %s\n", r.c_str());
+    die("drain of node " + node + " refused; nothing was changed");
+  }
+  patchNode(http, node,
+            std::string(R"({"spec":{"unschedulable":true},"metadata":{"annotations":{")") +
+                kDrainAnnotation + R"(":")" + utcNow() + R"("}}})");
+  std::printf("node/%s cordoned\n", node.c_str());
+  std::fflush(stdout);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeoutSeconds);
+  std::map<std::string, std::string> shown;  // VM -> the progress line last printed
+  std::vector<BoundVm> left;
+  while (true) {
+    left = vmsOn(http, node);
+    for (auto& [key, line] : shown) {
+      bool still = false;
+      for (const auto& vm : left) still |= vm.key == key;
+      if (!still && line != "gone") {
+        std::printf("evicted %s\n", key.c_str());
+        line = "gone";
+      }
+    }
+    if (left.empty()) {
+      std::printf("node/%s drained\n", node.c_str());
+      return 0;
+    }
+    for (const auto& vm : left) {
+      std::string state;
+      if (vm.evicting == "True") {
+        state = vm.phase == "Stopped" ? "stopped, waiting to be unbound" : "stopping";
+      } else if (vm.evictingReason == "LiveMigrationUnsupported") {
+        std::fprintf(stderr, "vmctl: drain: %s\n", vm.evictingMessage.c_str());
+        die("drain of node " + node +
+            " cannot finish; the node stays cordoned with the drain requested (vmctl uncordon " +
+            node + " cancels it)");
+      } else {
+        state = "waiting (phase " + vm.phase + ")";
+      }
+      std::string line = "evicting " + vm.key + " (evictionStrategy " + vm.strategy + "): " + state;
+      if (shown[vm.key] != line) {
+        std::printf("%s\n", line.c_str());
+        std::fflush(stdout);
+        shown[vm.key] = line;
+      }
+    }
+    std::fflush(stdout);
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    auto n = call(http, "GET", collection(kNode, "") + "/" + node);
+    if (ok(n)) {
+      simdjson::dom::parser parser;
+      simdjson::dom::element doc;
+      if (parser.parse(n.body).get(doc) == simdjson::SUCCESS &&
+          doc.at_pointer("/metadata/annotations/vmhost.io~1drain").error() != simdjson::SUCCESS) {
+        die("the drain of node " + node + " was cancelled (the node was uncordoned)");
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  std::string names;
+  for (const auto& vm : left) names += (names.empty() ? "" : ", ") + vm.key;
+  std::fprintf(stderr,
+               "vmctl: timed out after %lds draining node %s; still bound to it: %s (the drain "
+               "goes on in the controller; vmctl uncordon %s cancels it)\n",
+               timeoutSeconds, node.c_str(), names.c_str(), node.c_str());
+  return 1;
+}
+
 void loadConfigFile(Options& o) {
   std::string path = o.configFile;
   bool explicitFile = !path.empty();
@@ -649,6 +862,9 @@ int main(int argc, char** argv) {
   if (cmd == "start") return setRunStrategy(http, o, args, "start", "Always");
   if (cmd == "stop") return setRunStrategy(http, o, args, "stop", "Halted");
   if (cmd == "wait") return wait(http, o, args);
+  if (cmd == "cordon") return cordon(http, args, true);
+  if (cmd == "uncordon") return cordon(http, args, false);
+  if (cmd == "drain") return drain(http, args);
   if (cmd == "console") {
     if (args.size() != 1 || args[0].empty() || args[0][0] == '-') {
       die("console: usage: vmctl console NAME");

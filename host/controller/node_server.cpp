@@ -3,6 +3,7 @@
 #include "api/objects.h"
 #include "common/waker.h"
 #include "controller/conditions.h"
+#include "controller/eviction.h"
 #include "rpc/cluster.capnp.h"
 
 #include <capnp/rpc-twoparty.h>
@@ -297,9 +298,11 @@ class SessionImpl final : public rpc::NodeSession::Server {
           s.phase = reported.status.phase;
           s.interfaces = reported.status.interfaces;
           s.observedGeneration = reported.status.observedGeneration;
-          // The node owns every condition but the scheduler's.
+          // The node owns every condition but the scheduler's and the
+          // eviction controller's (a node's stale copy must not revive a
+          // cancelled eviction request).
           for (const auto& c : reported.status.conditions) {
-            if (c.type == "Scheduled") continue;
+            if (c.type == "Scheduled" || c.type == kEvictingCondition) continue;
             setCondition(s.conditions, c.type, c.status, c.reason, c.message);
           }
           return true;

@@ -4,6 +4,7 @@
 #include "common/config.h"
 #include "common/metrics.h"
 #include "common/store/sqlite_store.h"
+#include "controller/eviction.h"
 #include "controller/node_server.h"
 #include "controller/scheduling.h"
 #include "node/agent/agent.h"
@@ -228,6 +229,7 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
   if (mode == Mode::kAllInOne) consoles.emplace(*libvirt);
   std::unique_ptr<api::Server> server;
   std::unique_ptr<controller::SchedulingController> scheduling;
+  std::unique_ptr<controller::EvictionController> eviction;
   std::unique_ptr<controller::NodeServer> nodeServer;
   uint16_t apiPort = 0, clusterPort = 0;
   if (controllerSide) {
@@ -254,6 +256,8 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
     apiPort = port.value();
     scheduling = std::make_unique<controller::SchedulingController>(
         *store, plugins.value().get(VMHOST_KIND_SCHEDULER), registry);
+    // Drains (vmctl drain): stops or re-places a drained node's VMs.
+    eviction = std::make_unique<controller::EvictionController>(*store);
   }
   if (mode == Mode::kController) {
     controller::NodeServerOptions nodeOptions;
@@ -335,8 +339,9 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
   std::fflush(stdout);
 
   {
-    std::optional<std::jthread> controllerThread, nodeThread;
+    std::optional<std::jthread> controllerThread, evictionThread, nodeThread;
     if (scheduling) controllerThread.emplace([&](std::stop_token stop) { scheduling->run(stop); });
+    if (eviction) evictionThread.emplace([&](std::stop_token stop) { eviction->run(stop); });
     if (agent) nodeThread.emplace([&](std::stop_token stop) { agent->run(stop); });
     int sig = 0;
     sigwait(&signals, &sig);
@@ -344,6 +349,7 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
                 sig == SIGINT ? "SIGINT" : "SIGTERM");
     std::fflush(stdout);
     if (controllerThread) controllerThread->request_stop();
+    if (evictionThread) evictionThread->request_stop();
     if (nodeThread) nodeThread->request_stop();
   }
   if (nodeServer) nodeServer->stop();

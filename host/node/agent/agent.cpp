@@ -2,6 +2,7 @@
 
 #include "api/objects.h"
 #include "controller/conditions.h"
+#include "controller/eviction.h"
 #include "controller/scheduling.h"
 
 #include <vmhost/schema/network.capnp.h>
@@ -540,8 +541,7 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
   return Ok{};
 }
 
-Status NodeAgent::ensureStopped(const api::VirtualMachine& vm, std::optional<Domain>& domain) {
-  VmKey key{vm.metadata.ns, vm.metadata.name};
+Result<bool> NodeAgent::stopDomain(const VmKey& key, std::optional<Domain>& domain) {
   if (domain) {
     auto state = domain->state();
     if (!state.ok()) return state.error();
@@ -554,16 +554,53 @@ Status NodeAgent::ensureStopped(const api::VirtualMachine& vm, std::optional<Dom
         } else {
           stopping_[key] = Clock::now();
           queue_.insert(key);
-          return Ok{};
+          return false;
         }
       } else if (Clock::now() - it->second < options_.stopGracePeriod) {
-        return Ok{};  // still within the grace period; the poll requeues it
+        return false;  // still within the grace period; the poll requeues it
       } else if (auto d = domain->destroy(); !d.ok()) {
         return d.error();
       }
     }
   }
   stopping_.erase(key);
+  return true;
+}
+
+Status NodeAgent::ensureEvicted(const api::VirtualMachine& vm, std::optional<Domain>& domain) {
+  VmKey key{vm.metadata.ns, vm.metadata.name};
+  auto stopped = stopDomain(key, domain);
+  if (!stopped.ok()) return stopped.error();
+  if (!stopped.value()) return Ok{};  // shutting down; requeued until it is off
+  if (controller::evictionAcknowledged(vm.status)) return Ok{};
+  if (auto r = releaseEphemeral(vm); !r.ok()) return r.error();
+  // The domain is off and this node starts no VM that carries an eviction
+  // request: acknowledge this request (its id is in the message), so the
+  // controller may let another node start the VM.
+  std::string ack;
+  auto r =
+      control_.updateVmStatus(vm.metadata.ns, vm.metadata.name, [&](api::VirtualMachineStatus& s) {
+        if (s.nodeName != options_.nodeName) return false;
+        const api::Condition* request = controller::evictionRequest(s);
+        if (request == nullptr || controller::evictionAcknowledged(s)) return false;
+        ack = controller::evictionAck(*request);
+        s.phase = "Stopped";
+        setCondition(s.conditions, "Ready", "False", controller::kEvictedReason, ack);
+        return true;
+      });
+  if (!r.ok() && r.error().code != VMHOST_ERR_NOT_FOUND) return r.error();
+  if (r.ok() && !ack.empty()) {
+    std::fprintf(stderr, "node %s: vm %s/%s: %s\n", options_.nodeName.c_str(),
+                 vm.metadata.ns.c_str(), vm.metadata.name.c_str(), ack.c_str());
+  }
+  return Ok{};
+}
+
+Status NodeAgent::ensureStopped(const api::VirtualMachine& vm, std::optional<Domain>& domain) {
+  VmKey key{vm.metadata.ns, vm.metadata.name};
+  auto stopped = stopDomain(key, domain);
+  if (!stopped.ok()) return stopped.error();
+  if (!stopped.value()) return Ok{};
   if (vm.status.phase != "Stopped") {
     // Before the phase says Stopped, so that a failed release is retried.
     if (auto r = releaseEphemeral(vm); !r.ok()) return r.error();
@@ -614,6 +651,9 @@ Status NodeAgent::reconcile(const std::string& ns, const std::string& name) {
     return finish(Ok{});
   }
   mine_.insert(key);
+  // Being evicted (a drain): stopped whatever the run strategy says, and
+  // never started again here (see controller/eviction.h).
+  if (controller::evictionRequest(vm.status) != nullptr) return finish(ensureEvicted(vm, domain));
   if (vm.spec.runStrategy == "Halted") return finish(ensureStopped(vm, domain));
   return finish(ensureRunning(vm, domain));
 }

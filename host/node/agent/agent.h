@@ -72,6 +72,10 @@ class NodeAgent {
 
   Status ensureRunning(const api::VirtualMachine& vm, std::optional<Domain>& domain);
   Status ensureStopped(const api::VirtualMachine& vm, std::optional<Domain>& domain);
+  // Stops the domain for an eviction request, then acknowledges it.
+  Status ensureEvicted(const api::VirtualMachine& vm, std::optional<Domain>& domain);
+  // Shuts the domain down (forced after the grace period); true once it is off.
+  Result<bool> stopDomain(const VmKey& key, std::optional<Domain>& domain);
   Status cleanup(const VmKey& key, const std::string& expectedUid);
   Status setPhase(const api::VirtualMachine& vm, const std::string& phase,
                   const std::string& readyStatus, const std::string& reason,
