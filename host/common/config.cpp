@@ -205,9 +205,14 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
   if (auto cl = root["cluster"]) {
     auto mark = cl.Mark();
     if (!cl.IsMap()) return configError(file, &mark, "cluster: must be a mapping");
-    static const std::vector<std::string> kKeys = {
-        "listen", "controller", "joinToken", "joinTokenFile", "heartbeatTimeoutSeconds",
-        "caFile", "apiServer"};
+    static const std::vector<std::string> kKeys = {"listen",
+                                                   "controller",
+                                                   "joinToken",
+                                                   "joinTokenFile",
+                                                   "heartbeatTimeoutSeconds",
+                                                   "caFile",
+                                                   "apiServer",
+                                                   "deadNodeGracePeriodSeconds"};
     if (auto bad = unknownKey(cl, kKeys)) {
       return configError(
           file, &bad->second,
@@ -290,6 +295,19 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
         return configError(file, &m, "cluster.heartbeatTimeoutSeconds: must be in 2..3600");
       }
       config.cluster.heartbeatTimeoutSeconds = v;
+    }
+    if (auto n = cl["deadNodeGracePeriodSeconds"]) {
+      auto m = n.Mark();
+      int64_t v = 0;
+      try {
+        v = n.as<int64_t>();
+      } catch (const YAML::Exception&) {
+        return configError(file, &m, "cluster.deadNodeGracePeriodSeconds: expected an integer");
+      }
+      if (v < 1 || v > 86400) {
+        return configError(file, &m, "cluster.deadNodeGracePeriodSeconds: must be in 1..86400");
+      }
+      config.cluster.deadNodeGracePeriodSeconds = v;
     }
   }
   if (auto nd = root["node"]) {

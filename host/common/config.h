@@ -51,6 +51,9 @@ struct ClusterSettings {
   std::string controller;                 // node: the controller's ADDRESS:PORT
   std::string joinToken;                  // `joinToken:`, or read from `joinTokenFile:`
   int64_t heartbeatTimeoutSeconds = 40;   // controller: NotReady after this long
+  // controller: a node NotReady this long is lost; its VMs with shared
+  // disks are restarted elsewhere (controller/recovery.h).
+  int64_t deadNodeGracePeriodSeconds = 300;
   // node: the cluster CA (vmhost init's pki/ca.crt). Set: the node gets its
   // certificate from apiServer with the join token once, then joins with
   // mutual TLS. Unset: plain TCP with the token (tests on loopback).

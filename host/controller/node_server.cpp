@@ -138,7 +138,7 @@ struct NodeServer::Impl {
     auto it = vms.find(key);
     std::string oldNode = it == vms.end() ? "" : it->second.first;
     if (!oldNode.empty() && (deleted || oldNode != newNode)) {
-      enqueue(oldNode, rpc::VmEvent::Type::DELETED, json);
+      enqueue(oldNode, deleted ? rpc::VmEvent::Type::DELETED : rpc::VmEvent::Type::UNBOUND, json);
     }
     if (deleted) {
       if (it != vms.end()) vms.erase(it);
@@ -160,8 +160,10 @@ struct NodeServer::Impl {
     // Nodes are told what changed while the watch was down.
     for (const auto& [key, v] : vms) {
       auto f = fresh.find(key);
-      if (f == fresh.end() || f->second.first != v.first) {
+      if (f == fresh.end()) {
         enqueue(v.first, rpc::VmEvent::Type::DELETED, v.second);
+      } else if (f->second.first != v.first) {
+        enqueue(v.first, rpc::VmEvent::Type::UNBOUND, f->second.second);
       }
     }
     for (const auto& [key, v] : fresh) {

@@ -41,8 +41,10 @@ struct VmEvent @0x8ba10fa7e1ae18a9 {
 
   enum Type @0xd4119edf953bf55e {
     upsert @0;   # bound to this node, created or changed
-    deleted @1;  # deleted, or no longer bound to this node
+    deleted @1;  # deleted: its data may go
     synced @2;   # the initial list is complete (no object)
+    unbound @3;  # still exists but no longer bound to this node (moved by a
+                 # drain or a lost-node recovery): stop it here, keep its disks
   }
 }
 

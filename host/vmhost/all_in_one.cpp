@@ -6,6 +6,7 @@
 #include "common/store/sqlite_store.h"
 #include "controller/eviction.h"
 #include "controller/node_server.h"
+#include "controller/recovery.h"
 #include "controller/scheduling.h"
 #include "node/agent/agent.h"
 #include "node/agent/console.h"
@@ -230,6 +231,7 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
   std::unique_ptr<api::Server> server;
   std::unique_ptr<controller::SchedulingController> scheduling;
   std::unique_ptr<controller::EvictionController> eviction;
+  std::unique_ptr<controller::DeadNodeRecovery> recovery;
   std::unique_ptr<controller::NodeServer> nodeServer;
   uint16_t apiPort = 0, clusterPort = 0;
   if (controllerSide) {
@@ -260,6 +262,12 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
     eviction = std::make_unique<controller::EvictionController>(*store);
   }
   if (mode == Mode::kController) {
+    // Lost nodes' VMs (there is no elsewhere in all-in-one).
+    controller::RecoveryOptions recoveryOptions;
+    recoveryOptions.gracePeriod = std::chrono::seconds(config.cluster.deadNodeGracePeriodSeconds);
+    recoveryOptions.sharedStorage = (plugins.value().get(VMHOST_KIND_STORAGE).info().capabilities &
+                                     VMHOST_CAP_STORAGE_SHARED) != 0;
+    recovery = std::make_unique<controller::DeadNodeRecovery>(*store, recoveryOptions);
     controller::NodeServerOptions nodeOptions;
     nodeOptions.listenAddress = config.cluster.listen;
     nodeOptions.joinToken = config.cluster.joinToken;
@@ -339,7 +347,8 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
   std::fflush(stdout);
 
   {
-    std::optional<std::jthread> controllerThread, evictionThread, nodeThread;
+    std::optional<std::jthread> controllerThread, evictionThread, recoveryThread, nodeThread;
+    if (recovery) recoveryThread.emplace([&](std::stop_token stop) { recovery->run(stop); });
     if (scheduling) controllerThread.emplace([&](std::stop_token stop) { scheduling->run(stop); });
     if (eviction) evictionThread.emplace([&](std::stop_token stop) { eviction->run(stop); });
     if (agent) nodeThread.emplace([&](std::stop_token stop) { agent->run(stop); });
@@ -350,6 +359,7 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
     std::fflush(stdout);
     if (controllerThread) controllerThread->request_stop();
     if (evictionThread) evictionThread->request_stop();
+    if (recoveryThread) recoveryThread->request_stop();
     if (nodeThread) nodeThread->request_stop();
   }
   if (nodeServer) nodeServer->stop();

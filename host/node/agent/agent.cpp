@@ -368,7 +368,7 @@ Status NodeAgent::claimMacs(const VmKey& key, const std::vector<api::InterfaceSt
   return Ok{};
 }
 
-Status NodeAgent::releaseDevices(const api::VirtualMachine& vm) {
+Status NodeAgent::releaseDevices(const api::VirtualMachine& vm, bool deleteData) {
   Status result = Ok{};
   for (const auto& disk : vm.spec.disks) {
     const api::Volume* volume = findVolume(vm, disk.name);
@@ -378,7 +378,7 @@ Status NodeAgent::releaseDevices(const api::VirtualMachine& vm) {
     fillVmRef(request.initVm(), vm);
     request.setNode(options_.nodeName);
     fillVolume(request.initVolume(), disk, *volume, 0);
-    request.setDeleteData(true);
+    request.setDeleteData(deleteData);
     auto reply = storage_.call<schema::VolumeReleased>(VMHOST_METHOD_STORAGE_RELEASE, message);
     if (!reply.ok())
       result =
@@ -417,7 +417,7 @@ Status NodeAgent::releaseEphemeral(const api::VirtualMachine& vm) {
   return Ok{};
 }
 
-Status NodeAgent::cleanup(const VmKey& key, const std::string& expectedUid) {
+Status NodeAgent::cleanup(const VmKey& key, const std::string& expectedUid, bool deleteData) {
   std::string name = domainName(key.first, key.second);
   auto domain = libvirt_.lookupByName(name);
   if (domain.ok()) {
@@ -439,7 +439,7 @@ Status NodeAgent::cleanup(const VmKey& key, const std::string& expectedUid) {
     object.value = ss.str();
     auto vm = api::decodeStoredVirtualMachine(object);
     if (vm.ok() && (expectedUid.empty() || vm.value().metadata.uid == expectedUid)) {
-      if (auto s = releaseDevices(vm.value()); !s.ok()) return s.error();
+      if (auto s = releaseDevices(vm.value(), deleteData); !s.ok()) return s.error();
     }
   }
   std::error_code ec;
@@ -626,8 +626,10 @@ Status NodeAgent::reconcile(const std::string& ns, const std::string& name) {
   auto current = control_.getVm(ns, name);
   if (!current.ok()) return finish(current.error());
   if (!current.value()) {
+    // Gone from this node's view. Its data goes only when the control plane
+    // knows it was deleted; a VM that may run elsewhere keeps its disks.
     mine_.erase(key);
-    return finish(cleanup(key, ""));
+    return finish(cleanup(key, "", control_.confirmedDeleted(ns, name)));
   }
   const api::VirtualMachine& vm = *current.value();
 
@@ -637,7 +639,9 @@ Status NodeAgent::reconcile(const std::string& ns, const std::string& name) {
     auto meta = found.value().metadata();
     if (meta.ok() && meta.value() && meta.value()->vm.uid != vm.metadata.uid) {
       // A domain of an earlier VM with the same name: tear it down first.
-      if (auto s = cleanup(key, meta.value()->vm.uid); !s.ok()) return finish(s);
+      if (auto s = cleanup(key, meta.value()->vm.uid, /*deleteData=*/true); !s.ok()) {
+        return finish(s);
+      }
     } else {
       domain = std::move(found.value());
     }
@@ -647,7 +651,10 @@ Status NodeAgent::reconcile(const std::string& ns, const std::string& name) {
 
   if (vm.status.nodeName != options_.nodeName || vm.metadata.deletionTimestamp) {
     mine_.erase(key);
-    if (domain) return finish(cleanup(key, vm.metadata.uid));
+    // Bound elsewhere (a drain, a lost node's VM restarted on another one):
+    // stop the copy here but keep its disks, which may be the new node's.
+    bool deleting = vm.metadata.deletionTimestamp.has_value();
+    if (domain) return finish(cleanup(key, vm.metadata.uid, deleting));
     return finish(Ok{});
   }
   mine_.insert(key);

@@ -76,13 +76,15 @@ class NodeAgent {
   Status ensureEvicted(const api::VirtualMachine& vm, std::optional<Domain>& domain);
   // Shuts the domain down (forced after the grace period); true once it is off.
   Result<bool> stopDomain(const VmKey& key, std::optional<Domain>& domain);
-  Status cleanup(const VmKey& key, const std::string& expectedUid);
+  Status cleanup(const VmKey& key, const std::string& expectedUid, bool deleteData);
   Status setPhase(const api::VirtualMachine& vm, const std::string& phase,
                   const std::string& readyStatus, const std::string& reason,
                   const std::string& message);
   Result<DomainSpec> prepare(const api::VirtualMachine& vm,
                              std::vector<api::InterfaceStatus>& macs);
-  Status releaseDevices(const api::VirtualMachine& vm);
+  // `deleteData`: the VM is deleted (persistent disks with reclaimPolicy
+  // Delete and empty disks go); otherwise only what this node attached.
+  Status releaseDevices(const api::VirtualMachine& vm, bool deleteData);
   // Releases the VM's ephemeral volumes only: an overlay lives while its
   // domain runs, so each start gets a fresh one on the base image.
   Status releaseEphemeral(const api::VirtualMachine& vm);

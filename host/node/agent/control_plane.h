@@ -63,6 +63,11 @@ class ControlPlane {
   virtual Result<std::optional<api::VirtualMachine>> getVm(const std::string& ns,
                                                            const std::string& name) = 0;
 
+  // After getVm() found nothing: whether the VM is known to be deleted (its
+  // data may go), rather than merely not bound to this node any more or
+  // unknown after a reconnect (its disks must stay: it may run elsewhere).
+  virtual bool confirmedDeleted(const std::string& ns, const std::string& name) = 0;
+
   // Applies `mutate` to the VM's current status and writes it when it
   // returns true (retrying on conflicts). NOT_FOUND when the VM is gone.
   virtual Status updateVmStatus(const std::string& ns, const std::string& name,
@@ -79,6 +84,8 @@ class StoreControlPlane final : public ControlPlane {
   Result<VmSnapshot> listAndWatch() override;
   Result<std::optional<api::VirtualMachine>> getVm(const std::string& ns,
                                                    const std::string& name) override;
+  // The store is the truth: absent is deleted.
+  bool confirmedDeleted(const std::string&, const std::string&) override { return true; }
   Status updateVmStatus(const std::string& ns, const std::string& name,
                         const std::function<bool(api::VirtualMachineStatus&)>& mutate) override;
 

@@ -14,6 +14,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace vmhost::node {
@@ -84,6 +85,7 @@ struct RpcControlPlane::Impl {
   std::condition_variable cv;
   std::map<VmKey, api::VirtualMachine> cache;     // the VMs bound to this node
   std::map<VmKey, api::VirtualMachine> incoming;  // a (re)join's list until `synced`
+  std::set<VmKey> deleted;  // `deleted` events (not `unbound`) since the last upsert
   bool synced = false;
   bool stopping = false;
   std::string lastError = "not connected yet";
@@ -123,15 +125,22 @@ struct RpcControlPlane::Impl {
         continue;
       }
       VmKey key{vm.value().metadata.ns, vm.value().metadata.name};
-      bool deleted = e.getType() == rpc::VmEvent::Type::DELETED;
+      bool gone =
+          e.getType() == rpc::VmEvent::Type::DELETED || e.getType() == rpc::VmEvent::Type::UNBOUND;
       auto& target = synced ? cache : incoming;
-      if (deleted) {
+      if (gone) {
         target.erase(key);
+        if (e.getType() == rpc::VmEvent::Type::DELETED) {
+          deleted.insert(key);
+        } else {
+          deleted.erase(key);
+        }
       } else {
         target[key] = vm.value();
+        deleted.erase(key);
       }
       if (synced) {
-        push(feed, VmEvent{deleted ? VmEvent::Type::kDeleted : VmEvent::Type::kUpsert,
+        push(feed, VmEvent{gone ? VmEvent::Type::kDeleted : VmEvent::Type::kUpsert,
                            std::move(vm.value())});
       }
     }
@@ -394,6 +403,11 @@ Result<std::optional<api::VirtualMachine>> RpcControlPlane::getVm(const std::str
   auto it = impl_->cache.find({ns, name});
   if (it == impl_->cache.end()) return std::optional<api::VirtualMachine>{};
   return std::optional<api::VirtualMachine>(it->second);
+}
+
+bool RpcControlPlane::confirmedDeleted(const std::string& ns, const std::string& name) {
+  std::lock_guard lock(impl_->mu);
+  return impl_->deleted.count({ns, name}) > 0;
 }
 
 Status RpcControlPlane::updateVmStatus(

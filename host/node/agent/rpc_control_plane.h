@@ -44,6 +44,9 @@ class RpcControlPlane final : public ControlPlane {
   Result<VmSnapshot> listAndWatch() override;
   Result<std::optional<api::VirtualMachine>> getVm(const std::string& ns,
                                                    const std::string& name) override;
+  // Only on a `deleted` event from the controller (not `unbound`, not a VM
+  // missing from a rejoin's list).
+  bool confirmedDeleted(const std::string& ns, const std::string& name) override;
   Status updateVmStatus(const std::string& ns, const std::string& name,
                         const std::function<bool(api::VirtualMachineStatus&)>& mutate) override;
 

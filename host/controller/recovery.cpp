@@ -1,0 +1,93 @@
+#include "controller/recovery.h"
+
+#include "api/objects.h"
+#include "controller/conditions.h"
+
+#include <cstdio>
+#include <ctime>
+#include <thread>
+
+namespace vmhost::controller {
+namespace {
+
+void logLine(const std::string& line) { std::fprintf(stderr, "controller: %s\n", line.c_str()); }
+
+}  // namespace
+
+std::set<std::string> DeadNodeRecovery::reconcileOnce() {
+  std::set<std::string> lost;
+  std::map<std::string, std::string> since;
+  auto nodes = store_.list(api::kNodesResource, "");
+  if (!nodes.ok()) return lost;
+  int64_t now = static_cast<int64_t>(std::time(nullptr));
+  for (const auto& object : nodes.value().items) {
+    auto node = api::decodeStoredNode(object);
+    if (!node.ok()) continue;
+    const api::Condition* ready = findCondition(node.value().status.conditions, "Ready");
+    if (ready == nullptr || ready->status == "True") continue;
+    auto t = api::parseRfc3339(ready->lastTransitionTime);
+    if (!t || now - *t < options_.gracePeriod.count()) continue;
+    lost.insert(node.value().metadata.name);
+    since[node.value().metadata.name] = ready->lastTransitionTime;
+  }
+  if (lost.empty()) return lost;
+  auto vms = store_.list(api::kVirtualMachinesResource, "");
+  if (!vms.ok()) return lost;
+  for (const auto& object : vms.value().items) {
+    auto vm = api::decodeStoredVirtualMachine(object);
+    if (!vm.ok()) continue;
+    const auto& v = vm.value();
+    const std::string node = v.status.nodeName;
+    if (node.empty() || !lost.count(node) || v.metadata.deletionTimestamp) continue;
+    if (v.spec.runStrategy != "Always") continue;
+    std::string local;
+    for (const auto& vol : v.spec.volumes) {
+      if (vol.hostPath || !options_.sharedStorage) local += (local.empty() ? "" : ", ") + vol.name;
+    }
+    std::string label = v.metadata.ns + "/" + v.metadata.name;
+    std::string lostFor = "node " + node + " has been NotReady since " + since[node] +
+                          " (grace period " + std::to_string(options_.gracePeriod.count()) + " s)";
+    if (!local.empty()) {
+      std::string message = lostFor + ": the VM's disks (" + local +
+                            ") are local to it, so it is not restarted elsewhere; it runs again "
+                            "when the node is back, or delete it";
+      auto r = api::updateVirtualMachineStatus(
+          store_, v.metadata.ns, v.metadata.name, [&](api::VirtualMachineStatus& s) {
+            if (s.nodeName != node) return false;
+            return setCondition(s.conditions, "Recovery", "False", "LocalDisks", message);
+          });
+      if (r.ok()) logLine("vm " + label + ": held on lost node " + node + " (local disks)");
+      continue;
+    }
+    bool moved = false;
+    auto r = api::updateVirtualMachineStatus(
+        store_, v.metadata.ns, v.metadata.name, [&](api::VirtualMachineStatus& s) {
+          if (s.nodeName != node) return false;
+          s.nodeName.clear();
+          s.phase = "Pending";
+          setCondition(s.conditions, "Recovery", "True", "RestartedElsewhere",
+                       lostFor +
+                           ": restarting the VM on another node (disk leases keep a "
+                           "second copy from opening its disks)");
+          setCondition(s.conditions, "Ready", "False", "NodeLost",
+                       lostFor + "; to be started on another node");
+          setCondition(s.conditions, "Scheduled", "False", "NodeLost",
+                       "node " + node + " lost; waiting for a new placement");
+          moved = true;
+          return true;
+        });
+    if (r.ok() && moved) logLine("vm " + label + ": node " + node + " lost; placing it again");
+  }
+  return lost;
+}
+
+void DeadNodeRecovery::run(std::stop_token stop) {
+  while (!stop.stop_requested()) {
+    reconcileOnce();
+    for (int i = 0; i < 10 && !stop.stop_requested(); ++i) {
+      std::this_thread::sleep_for(options_.interval / 10);
+    }
+  }
+}
+
+}  // namespace vmhost::controller
