@@ -350,7 +350,9 @@ def run(args, workdir, results):
     os.makedirs(bindir)
     # Measure a snapshot of the build, so a rebuild meanwhile cannot mix builds.
     vmhost = shutil.copy2(os.path.join(args.build, "bin", "vmhost"), bindir)
-    sim = shutil.copy2(os.path.join(args.build, "bin", "vmhost-sim-nodes"), bindir)
+    sim = None
+    if args.node_mode == "sim":
+        sim = shutil.copy2(os.path.join(args.build, "bin", "vmhost-sim-nodes"), bindir)
     plugin_dir = shutil.copytree(args.plugin_dir, os.path.join(workdir, "plugins"))
     results["binary"] = binary_identity(vmhost)
     env = dict(os.environ, VMHOST_PLUGIN_DIR=plugin_dir)
@@ -472,6 +474,7 @@ def run(args, workdir, results):
     w.stop()
 
     if args.traffic_seconds > 0:
+        time.sleep(5)  # the last status reports and pushes settle
         print("cluster_bench: traffic window with the VMs running (%d s) ..." % args.traffic_seconds, flush=True)
         results["loaded"] = traffic_window(ctl, cluster_port, args.nodes, args.traffic_seconds,
                                            args.heartbeat_seconds)
@@ -565,7 +568,7 @@ def main():
         args.build, "lib", "vmhost", "plugins")
     if args.nodes < 1 or args.vms < 0 or args.sim_procs < 1:
         ap.error("--nodes and --sim-procs must be >= 1")
-    for b in ("vmhost", "vmhost-sim-nodes"):
+    for b in ("vmhost", "vmhost-sim-nodes") if args.node_mode == "sim" else ("vmhost",):
         if not os.access(os.path.join(args.build, "bin", b), os.X_OK):
             ap.error("%s/bin/%s: not an executable" % (args.build, b))
     if shutil.which("ss") is None:
