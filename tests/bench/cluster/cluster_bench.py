@@ -163,6 +163,7 @@ class Watcher(threading.Thread):
         self.cond = threading.Condition()
         self.first = {}   # name -> {phase: monotonic}
         self.counts = {}  # phase -> VMs first seen in it
+        self.node = {}    # name -> status.nodeName when first seen Running
         self.events = 0
         self.error = None
         self.conn = None
@@ -197,6 +198,8 @@ class Watcher(threading.Thread):
                         seen = self.first.setdefault(name, {})
                         if phase not in seen:
                             seen[phase] = now
+                            if phase == "Running":
+                                self.node[name] = (obj.get("status") or {}).get("nodeName")
                             self.counts[phase] = self.counts.get(phase, 0) + 1
                             self.cond.notify_all()
         except Exception as e:  # noqa: BLE001
@@ -457,7 +460,12 @@ def run(args, workdir, results):
     cpu1 = ctl.cpu_seconds()
     st = ctl.status()
     run_times = sorted(v["Running"] - first for v in w.first.values() if "Running" in v)
+    per_node = {}
+    for n in w.node.values():
+        per_node[n] = per_node.get(n, 0) + 1
     results["vms"] = {
+        "nodes_used": len(per_node), "vms_per_node_min": min(per_node.values(), default=0),
+        "vms_per_node_max": max(per_node.values(), default=0),
         "vms": args.vms, "clients": args.clients, "running": running,
         "create_s": last_create - first, "creates_per_s": args.vms / max(1e-9, last_create - first),
         "all_running_s": (run_times[-1] if ok and run_times else None),
@@ -525,6 +533,8 @@ def report(results):
                                        fmt(v["half_running_s"]), fmt(v["all_running_s"]), RUNNING_TARGET_S,
                                        "met" if v["all_running_s"] is not None and v["all_running_s"] < RUNNING_TARGET_S
                                        else "NOT met"))
+        print("  placement: %d nodes used, %d to %d VMs per node" % (v["nodes_used"], v["vms_per_node_min"],
+                                                                    v["vms_per_node_max"]))
         print("  controller over it: CPU %s s, RSS %s MB, peak (VmHWM) %s MB (target < %d MB: %s), %d threads; "
               "node processes CPU %s s" % (fmt(v["controller_cpu_s"], ".2f"), fmt(v["controller_rss_mb"]),
                                           fmt(v["controller_hwm_mb"]), RSS_TARGET_MB,
