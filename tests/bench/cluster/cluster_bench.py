@@ -454,7 +454,13 @@ def run(args, workdir, results):
     cpu0, nodes_cpu0 = ctl.cpu_seconds(), node_procs_status()["cpu_s_total"]
     first, last_create = create_vms(api_port, names, args.clients)
     deadline = first + args.running_timeout
-    ok = w.wait_count("Running", args.vms, deadline)
+    ok = False
+    while time.monotonic() < deadline:  # in steps, so a dead process fails the run at once
+        ok = w.wait_count("Running", args.vms, min(deadline, time.monotonic() + 2))
+        if ok or w.error:
+            break
+        if not ctl.alive() or not all(p.alive() for p in nodes):
+            raise BenchError("a process exited while the VMs started (logs in %s)" % workdir)
     end = time.monotonic()
     running = w.counts.get("Running", 0)
     cpu1 = ctl.cpu_seconds()
