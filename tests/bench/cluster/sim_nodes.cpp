@@ -68,6 +68,14 @@ std::string nodeXml(int cpus, long memoryMib) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Signals are taken by sigwait() below, never by another thread (the
+  // plugins' and libvirt's included): blocked before any is created.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
   std::string configFile, controller, workDir, prefix = "sim-";
   long nodes = 0, first = 0, memoryMib = 32768;
   int cpus = 16;
@@ -120,13 +128,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", plugins.error().message.c_str());
     return 1;
   }
-
-  // Signals are taken by sigwait() below, never by the node threads.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   vmhost::metrics::Registry registry;  // shared: every series has a node label
   std::vector<SimNode> sims(static_cast<size_t>(nodes));
