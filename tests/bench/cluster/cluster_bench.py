@@ -384,7 +384,7 @@ def run(args, workdir, results):
                     "plugins:\n  storage: {name: local, config: {pool: %s}}\n" % os.path.join(workdir, "pool"))
 
     # ---- join
-    print("cluster_bench: starting %d nodes (%s) ..." % (args.nodes, args.node_mode), flush=True)
+    print(time.strftime("%H:%M:%S ") + "cluster_bench: starting %d nodes (%s) ..." % (args.nodes, args.node_mode), flush=True)
     nodes = []
     cpu0, t0 = ctl.cpu_seconds(), time.monotonic()
     if args.node_mode == "sim":
@@ -427,7 +427,7 @@ def run(args, workdir, results):
                                                                               args.join_timeout))
     results["join"] = {"nodes": args.nodes, "all_ready_s": join_s, "controller_cpu_s": ctl.cpu_seconds() - cpu0,
                        "controller": ctl.status()}
-    print("cluster_bench: %d nodes Ready in %.1f s" % (args.nodes, join_s), flush=True)
+    print(time.strftime("%H:%M:%S ") + "cluster_bench: %d nodes Ready in %.1f s" % (args.nodes, join_s), flush=True)
     time.sleep(2)
 
     def node_procs_status():
@@ -440,19 +440,24 @@ def run(args, workdir, results):
 
     # ---- idle traffic: heartbeats only
     if args.traffic_seconds > 0:
-        print("cluster_bench: idle traffic window (%d s) ..." % args.traffic_seconds, flush=True)
+        print(time.strftime("%H:%M:%S ") + "cluster_bench: idle traffic window (%d s) ..." % args.traffic_seconds, flush=True)
         results["idle"] = traffic_window(ctl, cluster_port, args.nodes, args.traffic_seconds,
                                          args.heartbeat_seconds)
 
     # ---- VMs
-    print("cluster_bench: creating %d VMs ..." % args.vms, flush=True)
+    print(time.strftime("%H:%M:%S ") + "cluster_bench: creating %d VMs ..." % args.vms, flush=True)
     w = Watcher(api_port)
     w.start()
     if not w.ready.wait(30) or w.error:
         raise BenchError("the watch did not start: %s" % w.error)
     names = ["vm-%05d" % i for i in range(args.vms)]
     cpu0, nodes_cpu0 = ctl.cpu_seconds(), node_procs_status()["cpu_s_total"]
-    first, last_create = create_vms(api_port, names, args.clients)
+    try:
+        first, last_create = create_vms(api_port, names, args.clients)
+    except BenchError as e:
+        raise BenchError("%s (controller %s, node processes alive %d of %d)"
+                         % (e, "alive" if ctl.alive() else "exited %s" % ctl.proc.returncode,
+                            sum(p.alive() for p in nodes), len(nodes)))
     deadline = first + args.running_timeout
     ok = False
     while time.monotonic() < deadline:  # in steps, so a dead process fails the run at once
@@ -484,12 +489,12 @@ def run(args, workdir, results):
     if not ok:
         raise BenchError("only %d of %d VMs Running after %d s (%s)" % (running, args.vms, args.running_timeout,
                                                                       w.error or "timeout"))
-    print("cluster_bench: %d VMs Running %.1f s after the first create" % (args.vms, run_times[-1]), flush=True)
+    print(time.strftime("%H:%M:%S ") + "cluster_bench: %d VMs Running %.1f s after the first create" % (args.vms, run_times[-1]), flush=True)
     w.stop()
 
     if args.traffic_seconds > 0:
         time.sleep(5)  # the last status reports and pushes settle
-        print("cluster_bench: traffic window with the VMs running (%d s) ..." % args.traffic_seconds, flush=True)
+        print(time.strftime("%H:%M:%S ") + "cluster_bench: traffic window with the VMs running (%d s) ..." % args.traffic_seconds, flush=True)
         results["loaded"] = traffic_window(ctl, cluster_port, args.nodes, args.traffic_seconds,
                                            args.heartbeat_seconds)
     results["controller_end"] = ctl.status()
@@ -609,10 +614,10 @@ def main():
     try:
         run(args, workdir, results)
     except BenchError as e:
-        print("cluster_bench: FAILED: %s" % e, flush=True)
+        print(time.strftime("%H:%M:%S ") + "cluster_bench: FAILED: %s" % e, flush=True)
         rc = 1
     except KeyboardInterrupt as e:
-        print("cluster_bench: interrupted (%s)" % e, flush=True)
+        print(time.strftime("%H:%M:%S ") + "cluster_bench: interrupted (%s)" % e, flush=True)
         rc = 130
     finally:
         for p in reversed(Proc.live):
@@ -626,10 +631,10 @@ def main():
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, default=str)
     if rc == 0 and args.enforce_targets and not targets_met(results):
-        print("cluster_bench: a target was missed", flush=True)
+        print(time.strftime("%H:%M:%S ") + "cluster_bench: a target was missed", flush=True)
         rc = 2
     if args.keep or rc == 1:
-        print("cluster_bench: logs kept in %s" % workdir)
+        print(time.strftime("%H:%M:%S ") + "cluster_bench: logs kept in %s" % workdir)
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     return rc
