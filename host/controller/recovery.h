@@ -13,12 +13,15 @@
 //     on a Ready node.
 // NotReady only means the controller stopped hearing from the node: its
 // guests may still run. The guard against a second copy is not this timer
-// but libvirt's lock manager: nodes run virtlockd with their disk leases in
-// a lockspace on the shared storage, so the new node's QEMU cannot open the
-// disks while the lost host's still holds them (its start fails with the
-// lock error, visible in the VM's Ready condition, and is retried). When the
-// lost host comes back, its agent sees the VM bound elsewhere and stops its
-// copy, which releases the leases.
+// but disk locks: QEMU locks its image files (OFD locks, which hold across
+// hosts on shared storage that supports them, e.g. NFSv4), and nodes run
+// libvirt's lock manager (virtlockd, disk leases in a lockspace on the shared
+// storage; taken when the guest's CPUs start, so QEMU's own lock, taken at
+// open, is the one that fires first where both apply). The new node's start
+// fails with the lock error, visible in the VM's Ready condition, and is
+// retried; measured in tests/cluster/cluster_recovery_test.sh. When the lost
+// host comes back, its agent sees the VM bound elsewhere and stops its copy
+// (keeping the disks), which releases the locks.
 #pragma once
 
 #include "common/store/store.h"

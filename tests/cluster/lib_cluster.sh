@@ -279,6 +279,21 @@ EOF
   cat >"$d/etc/libvirt/virtlogd.conf" <<EOF
 log_outputs = "3:file:/var/log/libvirt/virtlogd.log"
 EOF
+  # CLUSTER_LOCKSPACE (a directory every host sees, like shared storage):
+  # libvirt's lock manager with virtlockd, a lease per disk in that
+  # lockspace, so no two hosts run QEMU on the same disk at once.
+  if [ -n "${CLUSTER_LOCKSPACE:-}" ]; then
+    mkdir -p "$CLUSTER_LOCKSPACE"
+    echo 'lock_manager = "lockd"' >>"$d/etc/libvirt/qemu.conf"
+    cat >"$d/etc/libvirt/qemu-lockd.conf" <<EOF
+auto_disk_leases = 1
+require_lease_for_disks = 1
+file_lockspace_dir = "$CLUSTER_LOCKSPACE"
+EOF
+    cat >"$d/etc/libvirt/virtlockd.conf" <<EOF
+log_outputs = "3:file:/var/log/libvirt/virtlockd.log"
+EOF
+  fi
 }
 
 _cluster_setup_host() {
@@ -307,6 +322,9 @@ _cluster_setup_host() {
     mount --bind "$4" /etc/hosts
   ' setup "$d" "$ip" "host$i" "$CLUSTER_DIR/hosts" || return 1
   _cluster_spawn_in "$i" virtlogd virtlogd || return 1
+  if [ -n "${CLUSTER_LOCKSPACE:-}" ]; then
+    _cluster_spawn_in "$i" virtlockd virtlockd || return 1
+  fi
   _cluster_spawn_in "$i" libvirtd libvirtd --listen || return 1
 }
 
