@@ -56,18 +56,23 @@ start_aio() {
   done
   [ -n "$url" ] || { echo "vmhost all-in-one did not start in 60 s"; cat "$log"; return 1; }
   eval "API_$name=$url"
-  cat >"$WORK/$name.kubeconfig" <<KC
+  write_kubeconfig "$name" "$url"
+}
+
+# write_kubeconfig NAME URL: $WORK/NAME.kubeconfig for kctl.
+write_kubeconfig() {
+  cat >"$WORK/$1.kubeconfig" <<KC
 apiVersion: v1
 kind: Config
 clusters:
-- cluster: {server: "$url"}
-  name: $name
+- cluster: {server: "$2"}
+  name: $1
 contexts:
-- context: {cluster: $name, user: $name, namespace: default}
-  name: $name
-current-context: $name
+- context: {cluster: $1, user: $1, namespace: default}
+  name: $1
+current-context: $1
 users:
-- name: $name
+- name: $1
   user: {}
 KC
 }
@@ -140,20 +145,7 @@ start_controller() {
   eval "JOIN_$name=$(sed 's/.*nodes join on \([0-9.:]*\),.*/\1/' <<<"$line")"
   local url
   eval "url=\$API_$name"
-  cat >"$WORK/$name.kubeconfig" <<KC
-apiVersion: v1
-kind: Config
-clusters:
-- cluster: {server: "$url"}
-  name: $name
-contexts:
-- context: {cluster: $name, user: $name, namespace: default}
-  name: $name
-current-context: $name
-users:
-- name: $name
-  user: {}
-KC
+  write_kubeconfig "$name" "$url"
 }
 
 # start_node NAME CONFIG CONTROLLER_ADDR [extra flags]: a `vmhost node`
