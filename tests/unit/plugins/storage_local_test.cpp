@@ -5,6 +5,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,9 +14,11 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -317,6 +321,51 @@ BOOST_AUTO_TEST_CASE(overlays_follow_a_replaced_base) {
     ++templates;
   }
   BOOST_TEST(templates == 2u);
+}
+
+// A full pool: the error says so (RESOURCE_EXHAUSTED, "No space left"),
+// is retryable, and leaves no partial file. The pool is a 2 MiB tmpfs in a
+// mount namespace of this test process (root needed, as in CI).
+BOOST_AUTO_TEST_CASE(a_full_pool_is_reported_and_leaves_nothing_behind) {
+  BOOST_TEST_REQUIRE(::geteuid() == 0, "this test mounts a small tmpfs: run it as root");
+  BOOST_TEST_REQUIRE(::unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS): " << std::strerror(errno));
+  BOOST_TEST_REQUIRE(::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0);
+  Pool pool;
+  fs::path small = pool.dir / "small";
+  fs::create_directories(small);
+  BOOST_TEST_REQUIRE(::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=2m") == 0,
+                     "mount tmpfs: " << std::strerror(errno));
+  auto plugin = test::loadPlugin("vmhost-storage-local.so",
+                                 R"({"pool":")" + (small / "pool").string() + R"("})");
+  // A 4 MiB base of incompressible bytes: its copy cannot fit.
+  fs::path base = pool.dir / "big.raw";
+  {
+    std::ofstream out(base, std::ios::binary);
+    std::mt19937 rng(7);
+    for (int i = 0; i < (4 << 20) / 4; ++i) {
+      uint32_t v = rng();
+      out.write(reinterpret_cast<const char*>(&v), 4);
+    }
+  }
+  capnp::MallocMessageBuilder m;
+  auto r = m.initRoot<schema::VolumeRequest>();
+  r.initVm().setNamespace("default");
+  r.getVm().setName("vm1");
+  auto v = r.initVolume();
+  v.setName("root");
+  persistent("full-disk", base)(v.initSource());
+  auto a = plugin->call<schema::VolumeAttachment>(VMHOST_METHOD_STORAGE_PREPARE, m);
+  BOOST_TEST_REQUIRE(!a.ok());
+  BOOST_TEST(a.error().code == VMHOST_ERR_RESOURCE_EXHAUSTED, a.error().message);
+  BOOST_TEST(a.error().retryable);
+  BOOST_TEST(a.error().message.find("volume root") != std::string::npos, a.error().message);
+  BOOST_TEST(a.error().message.find("No space left") != std::string::npos, a.error().message);
+  size_t files = 0;
+  for (const auto& e : fs::recursive_directory_iterator(small / "pool")) {
+    if (e.is_regular_file()) ++files;
+  }
+  BOOST_TEST(files == 0u, "a partial file was left in the pool");
+  ::umount2(small.c_str(), MNT_DETACH);
 }
 
 BOOST_AUTO_TEST_CASE(ephemeral_is_an_overlay_on_a_base_by_path_gone_on_release) {
