@@ -94,6 +94,9 @@ Result<Node> registerNode(store::Store& store, const Node& node, int maxAttempts
       if (!stored) return stored.error();
       next = *stored;
       for (const auto& [k, v] : node.metadata.labels) next.metadata.labels[k] = v;
+      // The node's own annotations (allocation ratios, libvirt endpoint)
+      // follow its config; others (an operator's) stay.
+      for (const auto& [k, v] : node.metadata.annotations) next.metadata.annotations[k] = v;
       next.status = node.status;
     } else if (cur.error().code == VMHOST_ERR_NOT_FOUND) {
       next.metadata.uid = newUid();

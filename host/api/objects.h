@@ -46,7 +46,8 @@ Result<VirtualMachine> updateVirtualMachineStatus(
     const std::function<bool(VirtualMachineStatus&)>& mutate, int maxAttempts = 16);
 
 // A node agent registering itself: creates the Node if absent; otherwise
-// merges `node`'s labels into the stored ones and replaces its status. The
+// merges `node`'s labels and annotations into the stored ones and replaces
+// its status. The
 // spec (cordoning) is the operator's and is left alone. The
 // kubernetes.io/hostname label is always set.
 Result<Node> registerNode(store::Store& store, const Node& node, int maxAttempts = 16);

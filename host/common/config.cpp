@@ -314,8 +314,9 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
     auto mark = nd.Mark();
     if (!nd.IsMap()) return configError(file, &mark, "node: must be a mapping");
     static const std::vector<std::string> kKeys = {
-        "labels",        "stopGracePeriodSeconds", "heartbeatSeconds",
-        "resyncSeconds", "cpuAllocationRatio",     "memoryAllocationRatio"};
+        "labels",         "stopGracePeriodSeconds", "heartbeatSeconds",
+        "resyncSeconds",  "cpuAllocationRatio",     "memoryAllocationRatio",
+        "libvirtEndpoint"};
     if (auto bad = unknownKey(nd, kKeys)) {
       return configError(
           file, &bad->second,
@@ -358,6 +359,15 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
     if (auto e = integer("resyncSeconds", config.node.resyncSeconds, 1, 3600)) return *e;
     if (auto e = ratio("cpuAllocationRatio", config.node.cpuAllocationRatio)) return *e;
     if (auto e = ratio("memoryAllocationRatio", config.node.memoryAllocationRatio)) return *e;
+    if (auto n = nd["libvirtEndpoint"]) {
+      auto m = n.Mark();
+      if (!n.IsScalar() || n.Scalar().find("://") == std::string::npos) {
+        return configError(file, &m,
+                           "node.libvirtEndpoint: expected a libvirt URI like "
+                           "qemu+tcp://10.0.0.2/system");
+      }
+      config.node.libvirtEndpoint = n.Scalar();
+    }
     if (auto labels = nd["labels"]) {
       auto m = labels.Mark();
       if (!labels.IsMap())

@@ -43,6 +43,7 @@ struct NodeSettings {
   int64_t resyncSeconds = 10;     // level-triggered: every VM is reconciled at least this often
   double cpuAllocationRatio = 0;  // 0: the scheduler plugin's default
   double memoryAllocationRatio = 0;
+  std::string libvirtEndpoint;  // `libvirtEndpoint:`, e.g. qemu+tls://host-a/system
 };
 
 // The cluster's node <-> controller link (`cluster:` section).

@@ -32,6 +32,8 @@ struct SchedulingOptions {
 // Annotations a node agent sets on its Node to override the scheduler
 // plugin's default overcommit for that node.
 inline constexpr const char* kCpuAllocationRatioAnnotation = "vmhost.io/cpu-allocation-ratio";
+// Where other hosts reach this node's libvirt (live migration's target URI).
+inline constexpr const char* kLibvirtEndpointAnnotation = "vmhost.io/libvirt-endpoint";
 inline constexpr const char* kMemoryAllocationRatioAnnotation = "vmhost.io/memory-allocation-ratio";
 
 class SchedulingController {

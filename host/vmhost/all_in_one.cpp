@@ -314,6 +314,7 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
     agentOptions.heartbeat = std::chrono::seconds(config.node.heartbeatSeconds);
     agentOptions.cpuAllocationRatio = config.node.cpuAllocationRatio;
     agentOptions.memoryAllocationRatio = config.node.memoryAllocationRatio;
+    agentOptions.libvirtEndpoint = config.node.libvirtEndpoint;
     agent = std::make_unique<node::NodeAgent>(
         *controlPlane, *libvirt, plugins.value().get(VMHOST_KIND_STORAGE),
         plugins.value().get(VMHOST_KIND_NETWORK), registry, agentOptions);

@@ -62,7 +62,8 @@ start_controller ctl "$TDIR/controller.yaml" --listen "127.0.0.1:$API_PORT" \
 export VMHOST CONTROLLER TDIR
 CLUSTER_NODE_CMD='cat >"$HOST_DIR/node.yaml" <<YAML
 libvirt: {uri: "$LIBVIRT_URI"}
-node: {heartbeatSeconds: 1, resyncSeconds: 5, stopGracePeriodSeconds: 10, labels: {host: "$HOST_NAME"}}
+node: {heartbeatSeconds: 1, resyncSeconds: 5, stopGracePeriodSeconds: 10, labels: {host: "$HOST_NAME"},
+       libvirtEndpoint: "$LIBVIRT_TCP_URI"}
 cluster: {controller: "$CONTROLLER", joinTokenFile: "$TDIR/token"}
 plugins: {storage: {name: local, config: {pool: $HOST_DIR/pool}}}
 YAML
@@ -73,6 +74,9 @@ for h in host1 host2 host3; do cluster_start_node "$h"; done
 node_status() { vmctl ctl get node "$1" 2>/dev/null | awk 'NR == 2 { print $2 }'; }
 ready() { [ "$(node_status "$1")" = Ready ]; }
 for h in host1 host2 host3; do check "$h's node joins and is Ready" wait_for 120 ready "$h"; done
+check "host2 registered its libvirt endpoint" \
+  test "$(kctl ctl get nodes host2 -o jsonpath='{.metadata.annotations.vmhost\.io/libvirt-endpoint}')" = \
+  "qemu+tcp://$(cluster_host_ip host2)/system"
 
 guest_vm() {  # NAME [EXTRA SPEC]
   write_guest_vm "$TDIR/$1.yaml" "$1" 96Mi "${2:-}"

@@ -203,6 +203,8 @@ Status NodeAgent::registerNode() {
     node.metadata.annotations[controller::kCpuAllocationRatioAnnotation] =
         std::to_string(options_.cpuAllocationRatio);
   }
+  node.metadata.annotations[controller::kLibvirtEndpointAnnotation] =
+      options_.libvirtEndpoint.empty() ? libvirt_.uri() : options_.libvirtEndpoint;
   if (options_.memoryAllocationRatio > 0) {
     node.metadata.annotations[controller::kMemoryAllocationRatioAnnotation] =
         std::to_string(options_.memoryAllocationRatio);

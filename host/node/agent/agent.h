@@ -43,6 +43,9 @@ struct AgentOptions {
   std::chrono::milliseconds domainPoll{1000};  // how often domain states are compared
   double cpuAllocationRatio = 0;               // 0: the scheduler's default
   double memoryAllocationRatio = 0;
+  // Published as the Node's vmhost.io/libvirt-endpoint annotation; empty:
+  // the node's own libvirt URI.
+  std::string libvirtEndpoint;
 };
 
 class NodeAgent {
