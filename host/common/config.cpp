@@ -212,7 +212,8 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
                                                    "heartbeatTimeoutSeconds",
                                                    "caFile",
                                                    "apiServer",
-                                                   "deadNodeGracePeriodSeconds"};
+                                                   "deadNodeGracePeriodSeconds",
+                                                   "insecure"};
     if (auto bad = unknownKey(cl, kKeys)) {
       return configError(
           file, &bad->second,
@@ -230,6 +231,14 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
       }
       (std::string(key) == "listen" ? config.cluster.listen : config.cluster.controller) =
           n.Scalar();
+    }
+    if (auto n = cl["insecure"]) {
+      auto m = n.Mark();
+      try {
+        config.cluster.insecure = n.as<bool>();
+      } catch (const YAML::Exception&) {
+        return configError(file, &m, "cluster.insecure: expected true or false");
+      }
     }
     if (auto n = cl["caFile"]) {
       auto m = n.Mark();

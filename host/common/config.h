@@ -60,6 +60,10 @@ struct ClusterSettings {
   // mutual TLS. Unset: plain TCP with the token (tests on loopback).
   std::string caFile;
   std::string apiServer;  // node: https://HOST:PORT of the controller's API
+  // Plain TCP with only the join token, no TLS, no API token: for test
+  // clusters on a private network. Without it a controller needs `vmhost
+  // init`'s PKI and a node needs caFile.
+  bool insecure = false;
 };
 
 struct HostConfig {

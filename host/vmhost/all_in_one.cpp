@@ -134,12 +134,18 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
     if (controllerTls && config.cluster.joinToken.empty()) {
       config.cluster.joinToken = controllerTls->joinToken;
     }
+    if (!controllerTls && !config.cluster.insecure) {
+      std::fprintf(stderr,
+                   "%s: %s has no cluster PKI: run `vmhost init --data-dir %s` first (or set "
+                   "cluster.insecure: true for a test cluster on a private network)\n",
+                   me.c_str(), config.dataDir.c_str(), config.dataDir.c_str());
+      return 2;
+    }
     if (!controllerTls) {
       std::fprintf(stderr,
-                   "%s: WARNING: %s has no cluster PKI: the API and node traffic are NOT "
-                   "encrypted or authenticated beyond the join token (run `vmhost init "
-                   "--data-dir %s` first for TLS)\n",
-                   me.c_str(), config.dataDir.c_str(), config.dataDir.c_str());
+                   "%s: WARNING: cluster.insecure: the API and node traffic are NOT encrypted "
+                   "or authenticated beyond the join token\n",
+                   me.c_str());
     }
   }
   if (mode == Mode::kController && !controllerTls && config.cluster.joinToken.empty()) {
@@ -156,6 +162,12 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
       return 1;
     }
     nodeTls = std::move(t.value());
+  } else if (mode == Mode::kNode && !config.cluster.insecure) {
+    std::fprintf(stderr,
+                 "%s: %s: cluster.caFile and cluster.apiServer are required to join with TLS "
+                 "(or cluster.insecure: true for a test cluster on a private network)\n",
+                 me.c_str(), configFile.c_str());
+    return 2;
   } else if (mode == Mode::kNode && config.cluster.joinToken.empty()) {
     std::fprintf(stderr,
                  "%s: %s: cluster.joinToken or cluster.joinTokenFile is required (the node "

@@ -49,7 +49,7 @@ CONTROLLER="$CLUSTER_CONTROLLER_IP:$JOIN_PORT"
 
 controller_config() {  # SCHEDULER
   cat >"$TDIR/controller.yaml" <<YAML
-cluster: {joinTokenFile: "$TDIR/token", heartbeatTimeoutSeconds: 6}
+cluster: {insecure: true, joinTokenFile: "$TDIR/token", heartbeatTimeoutSeconds: 6}
 plugins:
   scheduler: {name: $1, config: {cpuAllocationRatio: 10}}
 YAML
@@ -64,7 +64,7 @@ CLUSTER_NODE_CMD='cat >"$HOST_DIR/node.yaml" <<YAML
 libvirt: {uri: "$LIBVIRT_URI"}
 node: {heartbeatSeconds: 1, resyncSeconds: 5, stopGracePeriodSeconds: 10, labels: {host: "$HOST_NAME"},
        libvirtEndpoint: "$LIBVIRT_TCP_URI"}
-cluster: {controller: "$CONTROLLER", joinTokenFile: "$TDIR/token"}
+cluster: {insecure: true, controller: "$CONTROLLER", joinTokenFile: "$TDIR/token"}
 plugins: {storage: {name: local, config: {pool: $HOST_DIR/pool}}}
 YAML
 exec "$VMHOST" node --config "$HOST_DIR/node.yaml" --data-dir "$HOST_DIR/vmhost" --node-name "$HOST_NAME"'

@@ -49,7 +49,7 @@ JOIN_PORT=$(free_port)
 cluster_up 2 || { echo "FAIL: the harness could not create 2 hosts"; exit 1; }
 CONTROLLER="$CLUSTER_CONTROLLER_IP:$JOIN_PORT"
 cat >"$TDIR/controller.yaml" <<YAML
-cluster: {joinTokenFile: "$TDIR/token", heartbeatTimeoutSeconds: 4, deadNodeGracePeriodSeconds: 6}
+cluster: {insecure: true, joinTokenFile: "$TDIR/token", heartbeatTimeoutSeconds: 4, deadNodeGracePeriodSeconds: 6}
 plugins:
   scheduler: {name: default, config: {cpuAllocationRatio: 10}}
   storage: {name: shared-dir, config: {path: "$SHARED/volumes"}}
@@ -60,7 +60,7 @@ export VMHOST CONTROLLER TDIR SHARED
 CLUSTER_NODE_CMD='cat >"$HOST_DIR/node.yaml" <<YAML
 libvirt: {uri: "$LIBVIRT_URI"}
 node: {heartbeatSeconds: 1, resyncSeconds: 3, stopGracePeriodSeconds: 10}
-cluster: {controller: "$CONTROLLER", joinTokenFile: "$TDIR/token"}
+cluster: {insecure: true, controller: "$CONTROLLER", joinTokenFile: "$TDIR/token"}
 plugins: {storage: {name: shared-dir, config: {path: "$SHARED/volumes"}}}
 YAML
 exec "$VMHOST" node --config "$HOST_DIR/node.yaml" --data-dir "$HOST_DIR/vmhost" --node-name "$HOST_NAME"'

@@ -364,7 +364,7 @@ def run(args, workdir, results):
 
     ctl_yaml = os.path.join(workdir, "controller.yaml")
     with open(ctl_yaml, "w") as f:
-        f.write("cluster: {joinToken: \"%s\", heartbeatTimeoutSeconds: %d}\n"
+        f.write("cluster: {insecure: true, joinToken: \"%s\", heartbeatTimeoutSeconds: %d}\n"
                 "plugins:\n  scheduler: {name: default}\n" % (TOKEN, args.heartbeat_timeout))
     ctl = Proc([vmhost, "controller", "--config", ctl_yaml, "--data-dir", os.path.join(workdir, "ctl"),
                 "--listen", "127.0.0.1:0", "--cluster-listen", "127.0.0.1:0"],
@@ -380,7 +380,7 @@ def run(args, workdir, results):
         with open(path, "w") as f:
             f.write("libvirt: {uri: \"%s\"}\n" % uri +
                     "node: {heartbeatSeconds: %d, resyncSeconds: %d}\n" % (args.heartbeat_seconds, args.resync_seconds) +
-                    "cluster: {joinTokenFile: \"%s\"}\n" % os.path.join(workdir, "token") +
+                    "cluster: {insecure: true, joinTokenFile: \"%s\"}\n" % os.path.join(workdir, "token") +
                     "plugins:\n  storage: {name: local, config: {pool: %s}}\n" % os.path.join(workdir, "pool"))
 
     # ---- join

@@ -18,7 +18,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 API_PORT=$(free_port)
 JOIN_PORT=$(free_port)
 cat >"$WORK/controller.yaml" <<YAML
-cluster: {joinToken: "$TOKEN", heartbeatTimeoutSeconds: 3}
+cluster: {insecure: true, joinToken: "$TOKEN", heartbeatTimeoutSeconds: 3}
 plugins:
   scheduler: {name: default}
 YAML
@@ -26,7 +26,7 @@ node_config() {
   cat >"$WORK/$1.yaml" <<YAML
 libvirt: {uri: "test:///default"}
 node: {heartbeatSeconds: 1, labels: {rack: "$2"}}
-cluster: {joinTokenFile: "$WORK/token"}
+cluster: {insecure: true, joinTokenFile: "$WORK/token"}
 plugins:
   storage: {name: local, config: {pool: $WORK/$1/pool}}
 YAML

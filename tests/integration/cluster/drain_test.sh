@@ -14,7 +14,7 @@ SRC=$2
 TOKEN=0123456789abcdef-test-token
 
 cat >"$WORK/controller.yaml" <<YAML
-cluster: {joinToken: "$TOKEN", heartbeatTimeoutSeconds: 10}
+cluster: {insecure: true, joinToken: "$TOKEN", heartbeatTimeoutSeconds: 10}
 plugins:
   scheduler: {name: default}
 YAML
@@ -22,7 +22,7 @@ node_config() {
   cat >"$WORK/$1.yaml" <<YAML
 libvirt: {uri: "test:///default"}
 node: {heartbeatSeconds: 1, labels: {rack: "$2"}}
-cluster: {joinTokenFile: "$WORK/token"}
+cluster: {insecure: true, joinTokenFile: "$WORK/token"}
 plugins:
   storage: {name: local, config: {pool: $WORK/$1/pool}}
 YAML
