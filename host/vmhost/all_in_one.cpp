@@ -124,7 +124,7 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
   // cluster.caFile gets its certificate and joins with it.
   std::optional<ControllerTls> controllerTls;
   std::optional<NodeTls> nodeTls;
-  if (mode == Mode::kController) {
+  if (mode != Mode::kNode) {
     auto loaded = loadControllerTls(config.dataDir);
     if (!loaded.ok()) {
       std::fprintf(stderr, "%s: %s\n", me.c_str(), loaded.error().message.c_str());
@@ -134,6 +134,19 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
     if (controllerTls && config.cluster.joinToken.empty()) {
       config.cluster.joinToken = controllerTls->joinToken;
     }
+    // Without TLS and tokens the API may listen on loopback only: in
+    // all-in-one mode, or a test cluster's controller (cluster.insecure).
+    std::string apiHost = config.listen.substr(0, config.listen.rfind(':'));
+    bool loopback = apiHost.rfind("127.", 0) == 0 || apiHost == "localhost" || apiHost == "[::1]";
+    if (!controllerTls && !loopback) {
+      std::fprintf(stderr,
+                   "%s: the API would listen on %s without TLS or a token: listen on loopback, "
+                   "or run `vmhost init --data-dir %s` first\n",
+                   me.c_str(), config.listen.c_str(), config.dataDir.c_str());
+      return 2;
+    }
+  }
+  if (mode == Mode::kController) {
     if (!controllerTls && !config.cluster.insecure) {
       std::fprintf(stderr,
                    "%s: %s has no cluster PKI: run `vmhost init --data-dir %s` first (or set "
