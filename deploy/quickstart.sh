@@ -98,6 +98,7 @@ cat <<TXT
 vmhost is running: API on $api (pid $(cat "$data/vmhost.pid"), log $data/vmhost.log).
   $build/bin/vmctl --server $api get
   $build/bin/vmctl --server $api describe quickstart
+  $build/bin/vmctl --server $api console quickstart   # the guest's shell; Ctrl-] detaches
   KUBECONFIG=$data/kubeconfig kubectl get virtualmachines,nodes
   $build/bin/vmctl --server $api stop quickstart      # or start, delete
 Stop the host (VMs keep running until deleted): kill \$(cat $data/vmhost.pid)
