@@ -379,7 +379,19 @@ class ClusterImpl final : public rpc::Cluster::Server {
     }
     if (!validNodeName(name)) return refuse("invalid node name");
     if (auto it = impl_.conns.find(name); it != impl_.conns.end() && !it->second->closed) {
-      return refuse("node " + name + " is already connected from " + it->second->peer);
+      // A connection whose heartbeats stopped may be half-open (the host
+      // lost power or its link): the node coming back replaces it. A live
+      // one is replaced only by the certificate's owner (mutual TLS).
+      auto seen = impl_.lastSeen.find(name);
+      bool stale = seen == impl_.lastSeen.end() ||
+                   Clock::now() - seen->second > impl_.options.heartbeatTimeout;
+      if (!stale && !certName_) {
+        return refuse("node " + name + " is already connected from " + it->second->peer);
+      }
+      logLine("node " + name + ": a new session from " + peer_ + " replaces the " +
+              (stale ? "silent" : "previous") + " one from " + it->second->peer);
+      it->second->closed = true;
+      impl_.conns.erase(it);
     }
     api::Node node;
     try {

@@ -157,6 +157,20 @@ check "no VM of host3 started anywhere else" \
 cluster_restore host3
 check "host3 plugged back in: Ready" wait_for 60 ready host3
 
+# ---- host3's agent dies while its link is down (the controller cannot see
+# the connection close until packets flow again); the restarted agent
+# rejoins (replacing the silent session if it is still there) and re-adopts
+# its guests.
+cluster_cut host3
+check "host3 cut off again: NotReady" wait_for 30 not_ready
+check "kill -9 host3's node agent while cut off" kill_agent host3
+cluster_restore host3
+cluster_start_node host3
+check "the restarted agent rejoins: Ready" wait_for 60 ready host3
+sleep 6
+check "host3's guests were re-adopted, not restarted (same QEMU pids)" \
+  test "$(qemu_on host3 | sed 's/^/host3 /')" = "$(grep '^host3 ' "$TDIR/qemu.before")"
+
 # ---- binpack (controller restart with another scheduler)
 stop_aio ctl TERM
 controller_config binpack

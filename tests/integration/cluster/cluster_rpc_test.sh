@@ -112,6 +112,22 @@ check "malformed bytes get the connection closed" grep -q "^closed" <<<"$out"
 check "no node was added by any of them" test "$(vmctl ctl get node | wc -l)" -eq "$nodes_before"
 check "the controller is still up" kill -0 "$PID_ctl"
 check "node-a is still Ready" ready node-a
+# A session that stopped heartbeating (half-open: its host lost power) is
+# replaced by the node coming back; only then.
+"$PROBE" "$JOIN" join ghost "$TOKEN" 1 20 >"$WORK/ghost1.out" 2>&1 &
+GHOST=$!
+EXTRA_CLEANUP="kill $GHOST 2>/dev/null || true"
+wait_for 10 grep -q joined "$WORK/ghost1.out"
+out=$("$PROBE" "$JOIN" join ghost "$TOKEN" || true)
+check "a second ghost while the first is fresh is refused" grep -q "already connected" <<<"$out"
+sleep 4  # > heartbeatTimeoutSeconds (3): the first session is silent
+out=$("$PROBE" "$JOIN" join ghost "$TOKEN" || true)
+echo "  ghost after its heartbeats stopped: $out"
+check "the returning node replaces the silent session" test "$out" = joined
+check "the controller logged the replacement" \
+  grep -q "node ghost: a new session from .* replaces the silent one" "$WORK/ctl.log"
+kill "$GHOST" 2>/dev/null || true
+wait "$GHOST" 2>/dev/null || true
 
 # ---- node health
 stop_aio node-b KILL

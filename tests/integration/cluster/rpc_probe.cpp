@@ -1,8 +1,10 @@
 // A hostile or misconfigured node, for the cluster protocol tests: speaks
 // host/rpc/cluster.capnp to a controller (or not) and reports what happened.
 //
-//   rpc_probe ADDR:PORT join NAME TOKEN [VERSION]   join; "joined" (exit 0) or
-//                                                   "refused: ..." (exit 3)
+//   rpc_probe ADDR:PORT join NAME TOKEN [VERSION [HOLD_S]]  join; "joined" (exit 0)
+//                                                   or "refused: ..." (exit 3); with
+//                                                   HOLD_S, keep the session open and
+//                                                   silent (no heartbeats) that long
 //   rpc_probe ADDR:PORT oversized NAME TOKEN        join with a 3 MiB node object
 //   rpc_probe ADDR:PORT huge                        one 16 MiB message (over the
 //                                                   reader's traversal limit)
@@ -47,7 +49,7 @@ struct ClientTls {
 
 int join(kj::AsyncIoContext& io, kj::NetworkAddress& addr, const std::string& name,
          const std::string& token, uint32_t version, size_t padding,
-         const ClientTls* tlsFiles = nullptr) {
+         const ClientTls* tlsFiles = nullptr, int holdSeconds = 0) {
   auto stream = addr.connect().wait(io.waitScope);
   kj::Own<kj::TlsContext> tls;
   kj::Maybe<kj::TlsCertificate> ca;
@@ -88,6 +90,10 @@ int join(kj::AsyncIoContext& io, kj::NetworkAddress& addr, const std::string& na
     auto response = req.send().wait(io.waitScope);
     (void)response.getSession();
     std::printf("joined\n");
+    std::fflush(stdout);
+    if (holdSeconds > 0) {
+      io.provider->getTimer().afterDelay(holdSeconds * kj::SECONDS).wait(io.waitScope);
+    }
     return 0;
   } catch (const kj::Exception& e) {
     std::printf("refused: %s\n", e.getDescription().cStr());
@@ -142,7 +148,9 @@ int main(int argc, char** argv) {
   if ((mode == "join" || mode == "oversized") && argc >= 5) {
     uint32_t version =
         argc >= 6 ? static_cast<uint32_t>(std::stoul(argv[5])) : vmhost::rpc::PROTOCOL_VERSION;
-    return join(io, *addr, argv[3], argv[4], version, mode == "oversized" ? 3u << 20 : 0);
+    int hold = argc >= 7 ? std::stoi(argv[6]) : 0;
+    return join(io, *addr, argv[3], argv[4], version, mode == "oversized" ? 3u << 20 : 0, nullptr,
+                hold);
   }
   if (mode == "tls-join" && argc >= 7) {
     ClientTls t;
