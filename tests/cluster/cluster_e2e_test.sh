@@ -20,29 +20,10 @@ SRC=${2:?source dir}
 . "$SRC/tests/lib/harness.sh"
 . "$SRC/tests/e2e/lib_qemu.sh"
 . "$SRC/tests/cluster/lib_cluster.sh"
+. "$SRC/tests/cluster/lib_cluster_vmhost.sh"
 
-trap 'exit 130' INT
-trap 'exit 143' TERM
-cluster_test_cleanup() {
-  if [ "$FAILURES" -ne 0 ]; then
-    local f
-    for f in "$CLUSTER_DIR"/host*/node.log "$CLUSTER_DIR"/host*/var/log/libvirt/libvirtd.log; do
-      [ -s "$f" ] && { echo "== $f"; tail -n 30 "$f"; }
-    done
-  fi
-  cluster_down --keep || true
-  if [ "$FAILURES" -ne 0 ]; then echo "--- cluster state kept in $TDIR"; else rm -rf "$TDIR"; fi
-}
-TDIR=$(mktemp -d /tmp/vmhost-cluster-e2e-XXXXXX)
-CLUSTER_DIR="$TDIR/cluster"
-EXTRA_CLEANUP=cluster_test_cleanup
-command -v python3 >/dev/null || { echo "FAIL: python3 is not installed"; exit 1; }
+cluster_test_begin vmhost-cluster-e2e
 
-TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-echo "$TOKEN" >"$TDIR/token"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-API_PORT=$(free_port)
-JOIN_PORT=$(free_port)
 
 cluster_up 3 || { echo "FAIL: the harness could not create 3 hosts"; exit 1; }
 CONTROLLER="$CLUSTER_CONTROLLER_IP:$JOIN_PORT"

@@ -25,6 +25,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# free_port: a TCP port free on 127.0.0.1 now (for servers whose port must
+# stay the same across a restart).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
 fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); CHECKS=$((CHECKS + 1)); }
 pass() { echo "ok: $*"; CHECKS=$((CHECKS + 1)); }
 check() {  # check DESCRIPTION COMMAND...

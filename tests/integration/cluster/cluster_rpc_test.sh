@@ -14,7 +14,6 @@ SRC=$2
 PROBE="$BUILD/bin/vmhost-rpc-probe"
 TOKEN=0123456789abcdef-test-token
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 API_PORT=$(free_port)
 JOIN_PORT=$(free_port)
 cat >"$WORK/controller.yaml" <<YAML

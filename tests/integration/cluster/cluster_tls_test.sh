@@ -13,7 +13,6 @@ SRC=$2
 . "$SRC/tests/lib/harness.sh"
 PROBE="$BUILD/bin/vmhost-rpc-probe"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 API_PORT=$(free_port)
 JOIN_PORT=$(free_port)
 C="$WORK/ctl"
