@@ -20,8 +20,6 @@ inline constexpr const char* kKubevirtGroup = "kubevirt.io";
 inline constexpr const char* kKubevirtVersion = "v1alpha1";
 inline constexpr const char* kKubevirtApiVersion = "kubevirt.io/v1alpha1";
 inline constexpr const char* kKubevirtKind = "VM";
-// Holds the kubevirt.io/v1alpha1 spec as written, as compact JSON.
-inline constexpr const char* kKubevirtSpecAnnotation = "vmhost.io/kubevirt-v1alpha1-spec";
 
 // kubevirt.io/v1alpha1 VM JSON -> VirtualMachine (metadata, spec, status),
 // with field paths in the VM's own terms (spec.domain.memory.value).

@@ -145,30 +145,6 @@ Result<Node> updateNodeStatus(store::Store& store, const std::string& name,
   return Error{VMHOST_ERR_ABORTED, key.describe() + ": status update kept conflicting", true};
 }
 
-std::string nowRfc3339() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::optional<int64_t> parseRfc3339(const std::string& ts) {
-  std::tm tm{};
-  int y, mo, d, h, mi, s;
-  if (std::sscanf(ts.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &s) != 6) {
-    return std::nullopt;
-  }
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = s;
-  return static_cast<int64_t>(timegm(&tm));
-}
-
 std::string newUid() {
   // Not a secret, only unique: a per-thread Mersenne Twister seeded from the OS.
   thread_local std::mt19937_64 rng{std::random_device{}()};

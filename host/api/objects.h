@@ -13,6 +13,7 @@
 // of change whoever made it.
 #pragma once
 
+#include "api/timestamps.h"
 #include "api/types.h"
 #include "common/store/store.h"
 
@@ -56,12 +57,7 @@ Result<Node> registerNode(store::Store& store, const Node& node, int maxAttempts
 Result<Node> updateNodeStatus(store::Store& store, const std::string& name,
                               const std::function<bool(NodeStatus&)>& mutate, int maxAttempts = 16);
 
-// "2026-01-02T03:04:05Z", the Kubernetes timestamp format.
-std::string nowRfc3339();
 // A random (version 4) UUID for metadata.uid.
 std::string newUid();
-// Seconds since the epoch of an RFC 3339 timestamp as nowRfc3339() writes
-// it; nullopt if it does not parse.
-std::optional<int64_t> parseRfc3339(const std::string& ts);
 
 }  // namespace vmhost::api

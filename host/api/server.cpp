@@ -6,12 +6,12 @@
 #include "api/selectors.h"
 #include "api/types.h"
 #include "common/waker.h"
+#include "common/yaml.h"
 
 #include <kj/async-io.h>
 #include <kj/compat/http.h>
 #include <kj/compat/tls.h>
 #include <kj/debug.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <atomic>
@@ -237,73 +237,6 @@ int nestingDepth(const std::string& body, bool yaml) {
   return maxDepth;
 }
 
-Json yamlScalar(const YAML::Node& n) {
-  const std::string& s = n.Scalar();
-  if (n.Tag() == "!" || (n.Tag() != "?" && n.Tag() != "")) return Json(s);  // quoted or tagged
-  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return Json(nullptr);
-  if (s == "true" || s == "True" || s == "TRUE") return Json(true);
-  if (s == "false" || s == "False" || s == "FALSE") return Json(false);
-  size_t i = (s[0] == '-' || s[0] == '+') ? 1 : 0;
-  bool digits = i < s.size() && std::all_of(s.begin() + static_cast<long>(i), s.end(),
-                                            [](char c) { return std::isdigit((unsigned char)c); });
-  if (digits && s.size() < 19) return Json(std::stoll(s));
-  // A float: digits with one point and/or an exponent, nothing else.
-  bool sawDigit = false, ok = i < s.size();
-  bool sawDot = false, sawExp = false;
-  for (size_t k = i; k < s.size() && ok; ++k) {
-    char c = s[k];
-    if (std::isdigit(static_cast<unsigned char>(c))) {
-      sawDigit = true;
-    } else if (c == '.' && !sawDot && !sawExp) {
-      sawDot = true;
-    } else if ((c == 'e' || c == 'E') && sawDigit && !sawExp) {
-      sawExp = true;
-      if (k + 1 < s.size() && (s[k + 1] == '-' || s[k + 1] == '+')) ++k;
-    } else {
-      ok = false;
-    }
-  }
-  if (ok && sawDigit && (sawDot || sawExp)) {
-    try {
-      return Json(std::stod(s));
-    } catch (...) {
-    }
-  }
-  return Json(s);
-}
-
-// `budget` counts the nodes converted: aliases let a small YAML document
-// name the same subtree many times ("billion laughs"), so expansion stops
-// when the budget is spent (the caller then refuses the document).
-struct NodeBudget {
-  size_t left;
-  bool exceeded = false;
-};
-
-Json yamlToJson(const YAML::Node& n, int depth, NodeBudget& budget) {
-  if (depth > kMaxNestingDepth || budget.left == 0) {
-    budget.exceeded = true;
-    return Json(nullptr);
-  }
-  --budget.left;
-  switch (n.Type()) {
-    case YAML::NodeType::Map: {
-      Json j = Json::object();
-      for (auto it : n) j[it.first.Scalar()] = yamlToJson(it.second, depth + 1, budget);
-      return j;
-    }
-    case YAML::NodeType::Sequence: {
-      Json j = Json::array();
-      for (auto it : n) j.push_back(yamlToJson(it, depth + 1, budget));
-      return j;
-    }
-    case YAML::NodeType::Scalar:
-      return yamlScalar(n);
-    default:
-      return Json(nullptr);
-  }
-}
-
 // The body as JSON, or the 400 Status explaining where it is malformed.
 std::variant<Json, Reply> parseBody(const std::string& body, const std::string& media) {
   bool yaml = isYaml(media);
@@ -312,26 +245,12 @@ std::variant<Json, Reply> parseBody(const std::string& body, const std::string& 
                       " levels deep");
   }
   if (yaml) {
-    try {
-      YAML::Node n = YAML::Load(body);
-      // Without aliases a document has fewer nodes than bytes; with them,
-      // this bounds what they expand to.
-      NodeBudget budget{body.size() + 16};
-      Json j = yamlToJson(n, 0, budget);
-      if (budget.exceeded) {
-        return badRequest("the request body is not valid YAML: it expands to too many nodes");
-      }
-      try {
-        (void)j.dump();  // YAML, unlike the JSON parser, lets invalid UTF-8 through
-      } catch (const Json::type_error&) {
-        return badRequest("the request body is not valid YAML: strings must be UTF-8");
-      }
-      return j;
-    } catch (const YAML::Exception& e) {
-      return badRequest("the request body is not valid YAML: line " +
-                        std::to_string(e.mark.line + 1) + ", column " +
-                        std::to_string(e.mark.column + 1) + ": " + e.msg);
-    }
+    // Without aliases a document has fewer nodes than bytes; with them,
+    // the node limit bounds what they expand to.
+    auto json = vmhost::yaml::parseToJson(body, {kMaxNestingDepth, body.size() + 16});
+    if (!json.ok())
+      return badRequest("the request body is not valid YAML: " + json.error().message);
+    return Json::parse(json.value(), nullptr, false);
   }
   try {
     return Json::parse(body);
@@ -409,40 +328,7 @@ Reply storeErrorReply(const ResourceInfo& r, const std::string& name, const Erro
   }
 }
 
-// "5s", "3m20s", "2d4h": duration.HumanDuration, as kubectl shows AGE.
-std::string humanDuration(int64_t seconds) {
-  if (seconds < -1) return "<invalid>";
-  if (seconds < 0) return "0s";
-  if (seconds < 120) return std::to_string(seconds) + "s";
-  int64_t minutes = seconds / 60;
-  if (minutes < 10) {
-    int64_t s = seconds % 60;
-    return std::to_string(minutes) + "m" + (s ? std::to_string(s) + "s" : "");
-  }
-  if (minutes < 180) return std::to_string(minutes) + "m";
-  int64_t hours = minutes / 60;
-  if (hours < 8) {
-    int64_t m = minutes % 60;
-    return std::to_string(hours) + "h" + (m ? std::to_string(m) + "m" : "");
-  }
-  if (hours < 48) return std::to_string(hours) + "h";
-  if (hours < 24 * 8) {
-    int64_t h = hours % 24;
-    return std::to_string(hours / 24) + "d" + (h ? std::to_string(h) + "h" : "");
-  }
-  if (hours < 24 * 365 * 2) return std::to_string(hours / 24) + "d";
-  if (hours < 24 * 365 * 8) {
-    int64_t d = (hours / 24) % 365;
-    return std::to_string(hours / 24 / 365) + "y" + (d ? std::to_string(d) + "d" : "");
-  }
-  return std::to_string(hours / 24 / 365) + "y";
-}
-
-std::string age(const ObjectMeta& m) {
-  auto t = parseRfc3339(m.creationTimestamp);
-  if (!t) return "<unknown>";
-  return humanDuration(static_cast<int64_t>(std::time(nullptr)) - *t);
-}
+std::string age(const ObjectMeta& m) { return ageOf(m.creationTimestamp); }
 
 Json column(const std::string& name, const std::string& type, const std::string& desc,
             int priority = 0, const std::string& format = "") {

@@ -10,6 +10,7 @@
 
 #include "api/quantity.h"
 #include "api/validation.h"
+#include "api/vocabulary.h"
 
 #include <cstdint>
 #include <map>
@@ -24,8 +25,6 @@ inline constexpr const char* kVersion = "v1";
 inline constexpr const char* kApiVersion = "vmhost.io/v1";
 inline constexpr const char* kVirtualMachineKind = "VirtualMachine";
 inline constexpr const char* kNodeKind = "Node";
-// The label every Node carries with its own name, as the kubelet sets it.
-inline constexpr const char* kHostnameLabel = "kubernetes.io/hostname";
 
 struct ObjectMeta {
   std::string name;

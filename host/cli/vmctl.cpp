@@ -7,14 +7,16 @@
 //   vmctl start NAME | stop NAME        runStrategy Always | Halted
 //   vmctl wait NAME --for=phase=Running [--timeout=120s]
 //   vmctl cordon NODE | uncordon NODE   spec.unschedulable true | false
-//   vmctl drain NODE [--timeout=5m]     cordon and evict (host/controller/eviction.h)
+//   vmctl drain NODE [--timeout=5m]     cordon and evict (host/api/eviction.h)
 //
 // Server, token and namespace come from flags, then $VMHOST_SERVER /
 // $VMHOST_TOKEN, then the config file (--config, $VMCTL_CONFIG, or
 // ~/.config/vmhost/vmctl.yaml), then defaults (http://127.0.0.1:8080, default).
+#include "api/timestamps.h"
+#include "api/vocabulary.h"
 #include "cli/console.h"
 #include "cli/http_client.h"
-#include "common/yaml_json.h"
+#include "common/yaml.h"
 
 #include <simdjson.h>
 #include <yaml-cpp/yaml.h>
@@ -150,12 +152,15 @@ void emitYaml(YAML::Emitter& out, simdjson::dom::element e) {
     }
     case simdjson::dom::element_type::STRING: {
       std::string s{std::string_view(e)};
-      // Quote strings that YAML would read as another type.
+      // Quote strings that a YAML reader would take as another type: by
+      // our own rules (common/yaml.h), and YAML 1.1's yes/no/on/off, which
+      // kubectl's reader still takes as booleans.
       std::string lower;
       for (char c : s) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      bool quote = s.empty() || lower == "true" || lower == "false" || lower == "null" ||
-                   lower == "yes" || lower == "no" || lower == "on" || lower == "off" || s == "~" ||
-                   s.find_first_not_of("0123456789.-+eE") == std::string::npos;
+      bool quote = !yaml::plainScalarJson(s).empty() || lower == "true" || lower == "false" ||
+                   lower == "null" || lower == "yes" || lower == "no" || lower == "on" ||
+                   lower == "off" || lower == "y" || lower == "n" ||
+                   s.find_first_not_of("0123456789.-+eE_:") == std::string::npos;
       if (quote) out << YAML::DoubleQuoted;
       out << s;
       break;
@@ -186,7 +191,7 @@ void emitJson(std::string& out, simdjson::dom::element e, int depth) {
         if (!first) out += ",\n";
         first = false;
         out += pad;
-        vmhost::appendJsonString(out, std::string(field.key));
+        yaml::appendJsonString(out, std::string(field.key));
         out += ": ";
         emitJson(out, field.value, depth + 1);
       }
@@ -213,18 +218,6 @@ void emitJson(std::string& out, simdjson::dom::element e, int depth) {
     default:
       out += simdjson::to_string(e);
   }
-}
-
-std::string age(const std::string& timestamp) {
-  std::tm tm{};
-  if (timestamp.empty() || strptime(timestamp.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr)
-    return "<unknown>";
-  long s = static_cast<long>(std::difftime(std::time(nullptr), timegm(&tm)));
-  if (s < 0) s = 0;
-  if (s < 120) return std::to_string(s) + "s";
-  if (s < 7200) return std::to_string(s / 60) + "m";
-  if (s < 172800) return std::to_string(s / 3600) + "h";
-  return std::to_string(s / 86400) + "d";
 }
 
 void printTable(const std::vector<std::vector<std::string>>& rows) {
@@ -254,7 +247,8 @@ std::vector<std::string> rowFor(const Kind& k, simdjson::dom::element item, bool
     auto conds = item.at_pointer("/status/conditions");
     if (conds.error() == simdjson::SUCCESS && conds.is_array()) {
       for (auto c : conds.get_array()) {
-        if (str(c, "/type") == "Ready") ready = str(c, "/status") == "True" ? "Ready" : "NotReady";
+        if (str(c, "/type") == api::kReadyCondition)
+          ready = str(c, "/status") == "True" ? "Ready" : "NotReady";
       }
     }
     auto unschedulable = item.at_pointer("/spec/unschedulable");
@@ -268,7 +262,7 @@ std::vector<std::string> rowFor(const Kind& k, simdjson::dom::element item, bool
     row.push_back(str(item, "/status/phase", "<none>"));
     row.push_back(str(item, "/status/nodeName", "<none>"));
   }
-  row.push_back(age(str(item, "/metadata/creationTimestamp")));
+  row.push_back(api::ageOf(str(item, "/metadata/creationTimestamp")));
   return row;
 }
 
@@ -295,18 +289,12 @@ int apply(HttpClient& http, const Options& o, const std::vector<std::string>& ar
     ss << in.rdbuf();
     text = ss.str();
   }
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(text);
-  } catch (const YAML::ParserException& e) {
-    die(file + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
-        ": invalid YAML: " + e.msg);
-  }
+  auto docs = yaml::parseAllToJson(text);
+  if (!docs.ok()) die(file + ": invalid YAML: " + docs.error().message);
   int index = 0;
-  for (const auto& doc : docs) {
+  for (const std::string& json : docs.value()) {
     ++index;
-    if (doc.IsNull()) continue;
-    std::string json = yamlToJson(doc);
+    if (json == "null") continue;
     simdjson::dom::parser parser;
     simdjson::dom::element e;
     if (parser.parse(json).get(e) != simdjson::SUCCESS || !e.is_object()) {
@@ -561,10 +549,6 @@ int wait(HttpClient& http, const Options& o, const std::vector<std::string>& arg
 
 // --- cordon / uncordon / drain --------------------------------------------------
 
-// The Node annotation that asks the controller to drain the node (see
-// host/controller/eviction.h); it holds when the drain was asked for.
-const char* kDrainAnnotation = "vmhost.io/drain";
-
 std::string nodeArg(const std::string& cmd, const std::vector<std::string>& args) {
   std::vector<std::string> positional;
   for (const auto& a : args) {
@@ -610,15 +594,6 @@ long parseDuration(const std::string& flag, const std::string& v) {
   return std::stol(digits) * unit;
 }
 
-std::string utcNow() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 void patchNode(HttpClient& http, const std::string& node, const std::string& body) {
   auto r =
       call(http, "PATCH", collection(kNode, "") + "/" + node, body, "application/merge-patch+json");
@@ -633,7 +608,7 @@ int cordon(HttpClient& http, const std::vector<std::string>& args, bool on) {
   patchNode(http, node,
             on ? R"({"spec":{"unschedulable":true}})"
                : std::string(R"({"spec":{"unschedulable":false},"metadata":{"annotations":{")") +
-                     kDrainAnnotation + R"(":null}}})");
+                     std::string(api::kDrainAnnotation) + R"(":null}}})");
   std::printf("node/%s %s\n", node.c_str(), on ? "cordoned" : "uncordoned");
   return 0;
 }
@@ -667,7 +642,7 @@ std::vector<BoundVm> vmsOn(HttpClient& http, const std::string& node) {
     auto conds = vm.at_pointer("/status/conditions");
     if (conds.error() == simdjson::SUCCESS && conds.is_array()) {
       for (auto c : conds.get_array()) {
-        if (str(c, "/type") != "Evicting") continue;
+        if (str(c, "/type") != api::kEvictingCondition) continue;
         b.evicting = str(c, "/status");
         b.evictingReason = str(c, "/reason");
         b.evictingMessage = str(c, "/message");
@@ -705,7 +680,7 @@ int drain(HttpClient& http, const std::vector<std::string>& args) {
   }
   patchNode(http, node,
             std::string(R"({"spec":{"unschedulable":true},"metadata":{"annotations":{")") +
-                kDrainAnnotation + R"(":")" + utcNow() + R"("}}})");
+                std::string(api::kDrainAnnotation) + R"(":")" + api::nowRfc3339() + R"("}}})");
   std::printf("node/%s cordoned\n", node.c_str());
   std::fflush(stdout);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeoutSeconds);

@@ -1,5 +1,5 @@
 #include "config.h"
-#include "yaml_json.h"
+#include "yaml.h"
 
 #include <yaml-cpp/yaml.h>
 #include <boost/dll/runtime_symbol_info.hpp>
@@ -443,8 +443,9 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
       if (cfg && !cfg.IsNull()) {
         auto m = cfg.Mark();
         if (!cfg.IsMap()) return configError(file, &m, ctx + "config: must be a mapping");
-        slot.configJson.clear();
-        slot.configJson = yamlToJson(cfg);
+        auto json = yaml::toJson(cfg);
+        if (!json.ok()) return configError(file, &m, ctx + "config: " + json.error().message);
+        slot.configJson = std::move(json.value());
       } else {
         slot.configJson = "{}";
       }

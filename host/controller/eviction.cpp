@@ -1,7 +1,8 @@
 #include "controller/eviction.h"
 
+#include "api/conditions.h"
+#include "api/eviction.h"
 #include "api/objects.h"
-#include "controller/conditions.h"
 
 #include <cstdio>
 #include <functional>
@@ -50,54 +51,28 @@ Status updateVm(store::Store& store, const std::string& ns, const std::string& n
 
 }  // namespace
 
-bool nodeDraining(const api::Node& node) {
-  return node.spec.unschedulable && node.metadata.annotations.count(kDrainAnnotation) > 0;
-}
-
-const api::Condition* evictionRequest(const api::VirtualMachineStatus& status) {
-  const api::Condition* c = findCondition(status.conditions, kEvictingCondition);
-  return c != nullptr && c->status == "True" ? c : nullptr;
-}
-
-std::string evictionAck(const api::Condition& request) {
-  return "the domain is stopped for the eviction: " + request.message;
-}
-
-bool evictionAcknowledged(const api::VirtualMachineStatus& status) {
-  const api::Condition* request = evictionRequest(status);
-  const api::Condition* ready = findCondition(status.conditions, "Ready");
-  return request != nullptr && ready != nullptr && status.phase == "Stopped" &&
-         ready->status == "False" && ready->reason == kEvictedReason &&
-         ready->message == evictionAck(*request);
-}
-
-std::string liveMigrateRefusal(const std::string& ns, const std::string& name) {
-  return "VM " + ns + "/" + name +
-         ": evictionStrategy LiveMigrate needs live migration, which this version does not "
-         "have; set Restart or None";
-}
-
 EvictionStep nextEvictionStep(const api::VirtualMachine& vm, const api::Node* node,
                               bool nodeBlocked) {
   if (vm.metadata.deletionTimestamp) return EvictionStep::kNothing;  // going anyway
-  const api::Condition* evicting = findCondition(vm.status.conditions, kEvictingCondition);
-  bool draining = !vm.status.nodeName.empty() && node != nullptr && nodeDraining(*node);
+  const api::Condition* evicting =
+      api::findCondition(vm.status.conditions, api::kEvictingCondition);
+  bool draining = !vm.status.nodeName.empty() && node != nullptr && api::nodeDraining(*node);
   if (!draining) return evicting != nullptr ? EvictionStep::kCancel : EvictionStep::kNothing;
-  if (evictionRequest(vm.status) != nullptr) {
-    if (!evictionAcknowledged(vm.status)) return EvictionStep::kWait;
+  if (api::evictionRequest(vm.status) != nullptr) {
+    if (!api::evictionAcknowledged(vm.status)) return EvictionStep::kWait;
     if (vm.spec.evictionStrategy == "None") return EvictionStep::kHalt;
     // A Manual or RerunOnFailure VM that was not running when the drain
     // began would be started by its new node (it has no domain there):
     // it stays stopped instead, as with None.
     bool startsItself = vm.spec.runStrategy == "Always";
     if (!startsItself && vm.spec.runStrategy != "Halted" &&
-        evictionRequest(vm.status)->message.find(kNotRunningNote) != std::string::npos) {
+        api::evictionRequest(vm.status)->message.find(api::kNotRunningNote) != std::string::npos) {
       return EvictionStep::kHalt;
     }
     return EvictionStep::kReplace;
   }
   if (vm.spec.evictionStrategy == "LiveMigrate") {
-    bool refused = evicting != nullptr && evicting->reason == kLiveMigrationUnsupportedReason;
+    bool refused = evicting != nullptr && evicting->reason == api::kLiveMigrationUnsupportedReason;
     return refused ? EvictionStep::kWait : EvictionStep::kRefuse;
   }
   if (nodeBlocked) {
@@ -135,15 +110,15 @@ void EvictionController::apply(const api::VirtualMachine& vm, EvictionStep step)
       return;
     case EvictionStep::kRequest:
       if (write([&](api::VirtualMachine& cur) {
-            if (findCondition(cur.status.conditions, kEvictingCondition) != nullptr &&
-                evictionRequest(cur.status) != nullptr)
+            if (api::findCondition(cur.status.conditions, api::kEvictingCondition) != nullptr &&
+                api::evictionRequest(cur.status) != nullptr)
               return false;
             bool running = cur.status.phase != "Stopped" && cur.status.phase != "Succeeded" &&
                            cur.status.phase != "Failed";
-            setCondition(cur.status.conditions, kEvictingCondition, "True", kEvictingReason,
-                         "node " + node + " is being drained (eviction " + id +
-                             ", evictionStrategy " + cur.spec.evictionStrategy + ")" +
-                             (running ? "" : kNotRunningNote));
+            api::setCondition(
+                cur.status.conditions, api::kEvictingCondition, "True", api::kEvictingReason,
+                "node " + node + " is being drained (eviction " + id + ", evictionStrategy " +
+                    cur.spec.evictionStrategy + ")" + (running ? "" : api::kNotRunningNote));
             return true;
           })) {
         logLine("vm " + ns + "/" + name + ": eviction " + id + " requested from node " + node +
@@ -152,17 +127,18 @@ void EvictionController::apply(const api::VirtualMachine& vm, EvictionStep step)
       return;
     case EvictionStep::kRefuse:
       if (write([&](api::VirtualMachine& cur) {
-            if (cur.spec.evictionStrategy != "LiveMigrate" || evictionRequest(cur.status))
+            if (cur.spec.evictionStrategy != "LiveMigrate" || api::evictionRequest(cur.status))
               return false;
-            return setCondition(cur.status.conditions, kEvictingCondition, "False",
-                                kLiveMigrationUnsupportedReason, liveMigrateRefusal(ns, name));
+            return api::setCondition(cur.status.conditions, api::kEvictingCondition, "False",
+                                     api::kLiveMigrationUnsupportedReason,
+                                     api::liveMigrateRefusal(ns, name));
           })) {
-        logLine("node " + node + " cannot be drained: " + liveMigrateRefusal(ns, name));
+        logLine("node " + node + " cannot be drained: " + api::liveMigrateRefusal(ns, name));
       }
       return;
     case EvictionStep::kCancel:
       if (write([&](api::VirtualMachine& cur) {
-            return removeCondition(cur.status.conditions, kEvictingCondition);
+            return api::removeCondition(cur.status.conditions, api::kEvictingCondition);
           })) {
         logLine("vm " + ns + "/" + name + ": eviction from node " + node + " cancelled");
       }
@@ -171,31 +147,32 @@ void EvictionController::apply(const api::VirtualMachine& vm, EvictionStep step)
     case EvictionStep::kHalt: {
       bool halt = step == EvictionStep::kHalt;
       if (write([&](api::VirtualMachine& cur) {
-            if (!evictionAcknowledged(cur.status)) return false;
+            if (!api::evictionAcknowledged(cur.status)) return false;
             // The strategies decided the step: changed meanwhile, decide again.
             if (cur.spec.evictionStrategy != vm.spec.evictionStrategy ||
                 cur.spec.runStrategy != vm.spec.runStrategy)
               return false;
-            removeCondition(cur.status.conditions, kEvictingCondition);
+            api::removeCondition(cur.status.conditions, api::kEvictingCondition);
             cur.status.nodeName.clear();
             if (halt) {
               cur.status.phase = "Stopped";
-              setCondition(
-                  cur.status.conditions, "Ready", "False", kEvictedReason,
+              api::setCondition(
+                  cur.status.conditions, "Ready", "False", api::kEvictedReason,
                   "stopped by the drain of node " + node + " (evictionStrategy " +
                       cur.spec.evictionStrategy +
                       (cur.spec.evictionStrategy == "None"
                            ? ""
                            : ", runStrategy " + cur.spec.runStrategy + " and not running") +
                       "); vmctl start runs it again");
-              removeCondition(cur.status.conditions, "Scheduled");
+              api::removeCondition(cur.status.conditions, "Scheduled");
               cur.spec.runStrategy = "Halted";
             } else {
               cur.status.phase = "Pending";
-              setCondition(cur.status.conditions, "Ready", "False", kEvictedReason,
-                           "stopped on node " + node + " by its drain; to be started elsewhere");
-              setCondition(cur.status.conditions, "Scheduled", "False", kEvictedReason,
-                           "evicted from node " + node + "; waiting for a new placement");
+              api::setCondition(
+                  cur.status.conditions, "Ready", "False", api::kEvictedReason,
+                  "stopped on node " + node + " by its drain; to be started elsewhere");
+              api::setCondition(cur.status.conditions, "Scheduled", "False", api::kEvictedReason,
+                                "evicted from node " + node + "; waiting for a new placement");
             }
             return true;
           })) {
@@ -219,7 +196,7 @@ bool EvictionController::reconcileOnce() {
   for (const auto& object : nodes.value().items) {
     auto node = api::decodeStoredNode(object);
     if (!node.ok()) continue;
-    anyDraining |= nodeDraining(node.value());
+    anyDraining |= api::nodeDraining(node.value());
     byName[node.value().metadata.name] = std::move(node.value());
   }
   if (!anyDraining && !scanVms_) return false;
@@ -234,7 +211,7 @@ bool EvictionController::reconcileOnce() {
     auto vm = api::decodeStoredVirtualMachine(object);
     if (!vm.ok()) continue;
     if (!vm.value().status.nodeName.empty() && vm.value().spec.evictionStrategy == "LiveMigrate" &&
-        !vm.value().metadata.deletionTimestamp && !evictionRequest(vm.value().status)) {
+        !vm.value().metadata.deletionTimestamp && !api::evictionRequest(vm.value().status)) {
       blocked.insert(vm.value().status.nodeName);
     }
     all.push_back(std::move(vm.value()));

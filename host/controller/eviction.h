@@ -14,7 +14,7 @@
 //               eviction id. The node's agent, seeing it on a VM bound to it,
 //               stops the domain (ACPI shutdown, then a forced stop after
 //               the grace period) and only then acknowledges: phase Stopped
-//               and Ready=False, reason Evicted, message evictionAck(request).
+//               and Ready=False, reason Evicted, message api::evictionAck(request).
 //               The agent never starts a VM that carries the request.
 //   2. unbind   seeing the acknowledgement for the current request id, the
 //               controller clears status.nodeName in one optimistic-
@@ -41,6 +41,7 @@
 // drain or an eviction is in progress; a controller restart converges.
 #pragma once
 
+#include "api/eviction.h"
 #include "api/types.h"
 #include "common/store/store.h"
 
@@ -50,30 +51,6 @@
 #include <string>
 
 namespace vmhost::controller {
-
-inline constexpr const char* kDrainAnnotation = "vmhost.io/drain";
-inline constexpr const char* kEvictingCondition = "Evicting";
-inline constexpr const char* kEvictingReason = "NodeDrain";
-inline constexpr const char* kEvictedReason = "Evicted";
-inline constexpr const char* kLiveMigrationUnsupportedReason = "LiveMigrationUnsupported";
-// Appended to an eviction request's message when the guest was not running.
-inline constexpr const char* kNotRunningNote = "; the guest was not running";
-
-// A drain was requested and is still wanted (uncordoning cancels it).
-bool nodeDraining(const api::Node& node);
-
-// The active eviction request on the VM, if any (Evicting=True).
-const api::Condition* evictionRequest(const api::VirtualMachineStatus& status);
-
-// The Ready message with which a node acknowledges `request` once the
-// domain is stopped.
-std::string evictionAck(const api::Condition& request);
-
-// Whether the node acknowledged the VM's current eviction request.
-bool evictionAcknowledged(const api::VirtualMachineStatus& status);
-
-// The message of the LiveMigrate refusal, naming the VM.
-std::string liveMigrateRefusal(const std::string& ns, const std::string& name);
 
 enum class EvictionStep {
   kNothing,  // not on a draining node, nothing to undo

@@ -1,8 +1,8 @@
 #include "controller/node_server.h"
 
+#include "api/conditions.h"
 #include "api/objects.h"
 #include "common/waker.h"
-#include "controller/conditions.h"
 #include "controller/eviction.h"
 #include "rpc/cluster.capnp.h"
 
@@ -233,7 +233,7 @@ struct NodeServer::Impl {
                               " s (timeout " + std::to_string(options.heartbeatTimeout.count()) +
                               " s)";
         auto r = api::updateNodeStatus(store, name, [&](api::NodeStatus& s) {
-          return setCondition(s.conditions, "Ready", "Unknown", "NodeStatusUnknown", message);
+          return api::setCondition(s.conditions, "Ready", "Unknown", "NodeStatusUnknown", message);
         });
         if (r.ok() || r.error().code == VMHOST_ERR_NOT_FOUND) {
           notReady.insert(name);
@@ -248,7 +248,7 @@ struct NodeServer::Impl {
     lastSeen[name] = Clock::now();
     if (!notReady.count(name)) return;
     auto r = api::updateNodeStatus(store, name, [&](api::NodeStatus& s) {
-      return setCondition(s.conditions, "Ready", "True", reason, message);
+      return api::setCondition(s.conditions, "Ready", "True", reason, message);
     });
     if (r.ok()) {
       notReady.erase(name);
@@ -304,8 +304,8 @@ class SessionImpl final : public rpc::NodeSession::Server {
           // eviction controller's (a node's stale copy must not revive a
           // cancelled eviction request).
           for (const auto& c : reported.status.conditions) {
-            if (c.type == "Scheduled" || c.type == kEvictingCondition) continue;
-            setCondition(s.conditions, c.type, c.status, c.reason, c.message);
+            if (c.type == "Scheduled" || c.type == api::kEvictingCondition) continue;
+            api::setCondition(s.conditions, c.type, c.status, c.reason, c.message);
           }
           return true;
         });

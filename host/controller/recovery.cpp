@@ -1,7 +1,7 @@
 #include "controller/recovery.h"
 
+#include "api/conditions.h"
 #include "api/objects.h"
-#include "controller/conditions.h"
 
 #include <cstdio>
 #include <ctime>
@@ -23,7 +23,7 @@ std::set<std::string> DeadNodeRecovery::reconcileOnce() {
   for (const auto& object : nodes.value().items) {
     auto node = api::decodeStoredNode(object);
     if (!node.ok()) continue;
-    const api::Condition* ready = findCondition(node.value().status.conditions, "Ready");
+    const api::Condition* ready = api::findCondition(node.value().status.conditions, "Ready");
     if (ready == nullptr || ready->status == "True") continue;
     auto t = api::parseRfc3339(ready->lastTransitionTime);
     if (!t || now - *t < options_.gracePeriod.count()) continue;
@@ -54,7 +54,7 @@ std::set<std::string> DeadNodeRecovery::reconcileOnce() {
       auto r = api::updateVirtualMachineStatus(
           store_, v.metadata.ns, v.metadata.name, [&](api::VirtualMachineStatus& s) {
             if (s.nodeName != node) return false;
-            return setCondition(s.conditions, "Recovery", "False", "LocalDisks", message);
+            return api::setCondition(s.conditions, "Recovery", "False", "LocalDisks", message);
           });
       if (r.ok()) logLine("vm " + label + ": held on lost node " + node + " (local disks)");
       continue;
@@ -65,14 +65,14 @@ std::set<std::string> DeadNodeRecovery::reconcileOnce() {
           if (s.nodeName != node) return false;
           s.nodeName.clear();
           s.phase = "Pending";
-          setCondition(s.conditions, "Recovery", "True", "RestartedElsewhere",
-                       lostFor +
-                           ": restarting the VM on another node (disk leases keep a "
-                           "second copy from opening its disks)");
-          setCondition(s.conditions, "Ready", "False", "NodeLost",
-                       lostFor + "; to be started on another node");
-          setCondition(s.conditions, "Scheduled", "False", "NodeLost",
-                       "node " + node + " lost; waiting for a new placement");
+          api::setCondition(s.conditions, "Recovery", "True", "RestartedElsewhere",
+                            lostFor +
+                                ": restarting the VM on another node (disk leases keep a "
+                                "second copy from opening its disks)");
+          api::setCondition(s.conditions, "Ready", "False", "NodeLost",
+                            lostFor + "; to be started on another node");
+          api::setCondition(s.conditions, "Scheduled", "False", "NodeLost",
+                            "node " + node + " lost; waiting for a new placement");
           moved = true;
           return true;
         });

@@ -1,7 +1,7 @@
 #include "controller/scheduling.h"
 
+#include "api/conditions.h"
 #include "api/objects.h"
-#include "controller/conditions.h"
 
 #include <vmhost/schema/scheduler.capnp.h>
 
@@ -33,7 +33,7 @@ float ratioAnnotation(const api::Node& node, const char* key) {
 }
 
 bool nodeReady(const api::Node& node) {
-  const api::Condition* ready = findCondition(node.status.conditions, "Ready");
+  const api::Condition* ready = api::findCondition(node.status.conditions, "Ready");
   return ready != nullptr && ready->status == "True";
 }
 
@@ -184,7 +184,7 @@ void SchedulingController::markHalted(const VmKey& key) {
                                              if (!s.nodeName.empty() || s.phase == "Stopped")
                                                return false;
                                              s.phase = "Stopped";
-                                             removeCondition(s.conditions, "Scheduled");
+                                             api::removeCondition(s.conditions, "Scheduled");
                                              return true;
                                            });
   if (!r.ok() && r.error().code != VMHOST_ERR_NOT_FOUND) {
@@ -249,8 +249,8 @@ void SchedulingController::scheduleOne(const VmKey& key) {
     auto alloc = out.initAllocated();
     alloc.setCpuMillis(static_cast<uint64_t>(std::max<int64_t>(0, used.first)));
     alloc.setMemoryBytes(static_cast<uint64_t>(std::max<int64_t>(0, used.second)));
-    out.setCpuAllocationRatio(ratioAnnotation(node, kCpuAllocationRatioAnnotation));
-    out.setMemoryAllocationRatio(ratioAnnotation(node, kMemoryAllocationRatioAnnotation));
+    out.setCpuAllocationRatio(ratioAnnotation(node, api::kCpuAllocationRatioAnnotation));
+    out.setMemoryAllocationRatio(ratioAnnotation(node, api::kMemoryAllocationRatioAnnotation));
   }
   auto removed =
       request.initRemovedNodes(fullSync_ ? 0 : static_cast<unsigned>(removedNodes_.size()));
@@ -275,7 +275,8 @@ void SchedulingController::scheduleOne(const VmKey& key) {
             // Scheduling: being placed, but the scheduler failed this attempt
             // (Pending means no node fits).
             s.phase = "Scheduling";
-            return setCondition(s.conditions, "Scheduled", "False", "SchedulerError", msg) || true;
+            return api::setCondition(s.conditions, "Scheduled", "False", "SchedulerError", msg) ||
+                   true;
           });
     }
     return;
@@ -291,7 +292,8 @@ void SchedulingController::scheduleOne(const VmKey& key) {
           if (!s.nodeName.empty()) return false;  // bound meanwhile: never re-place
           s.nodeName = node;
           s.phase = "Scheduled";
-          setCondition(s.conditions, "Scheduled", "True", "Scheduled", "placed on node " + node);
+          api::setCondition(s.conditions, "Scheduled", "True", "Scheduled",
+                            "placed on node " + node);
           return true;
         });
     if (!written.ok()) {
@@ -331,7 +333,7 @@ void SchedulingController::scheduleOne(const VmKey& key) {
         if (!s.nodeName.empty()) return false;
         bool changed = s.phase != "Pending";
         s.phase = "Pending";
-        changed |= setCondition(s.conditions, "Scheduled", "False", "Unschedulable", msg);
+        changed |= api::setCondition(s.conditions, "Scheduled", "False", "Unschedulable", msg);
         return changed;
       });
   if (!written.ok() && written.error().code != VMHOST_ERR_NOT_FOUND) {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include "api/types.h"
+#include "api/vocabulary.h"
 #include "common/metrics.h"
 #include "common/plugin_host.h"
 #include "common/store/store.h"
@@ -28,13 +29,6 @@ struct SchedulingOptions {
   // a node changes).
   std::chrono::milliseconds retryInterval{5000};
 };
-
-// Annotations a node agent sets on its Node to override the scheduler
-// plugin's default overcommit for that node.
-inline constexpr const char* kCpuAllocationRatioAnnotation = "vmhost.io/cpu-allocation-ratio";
-// Where other hosts reach this node's libvirt (live migration's target URI).
-inline constexpr const char* kLibvirtEndpointAnnotation = "vmhost.io/libvirt-endpoint";
-inline constexpr const char* kMemoryAllocationRatioAnnotation = "vmhost.io/memory-allocation-ratio";
 
 class SchedulingController {
  public:

@@ -1,9 +1,9 @@
 #include "node/agent/agent.h"
 
+#include "api/conditions.h"
+#include "api/eviction.h"
 #include "api/objects.h"
-#include "controller/conditions.h"
-#include "controller/eviction.h"
-#include "controller/scheduling.h"
+#include "api/vocabulary.h"
 
 #include <vmhost/schema/network.capnp.h>
 #include <vmhost/schema/storage.capnp.h>
@@ -26,8 +26,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-using controller::removeCondition;
-using controller::setCondition;
 
 void fillVmRef(schema::VmRef::Builder ref, const api::VirtualMachine& vm) {
   ref.setNamespace(vm.metadata.ns);
@@ -173,8 +171,8 @@ void NodeAgent::onProgress(const std::string& uid, const std::string& what, uint
   }
   (void)control_.updateVmStatus(key.first, key.second, [&](api::VirtualMachineStatus& s) {
     if (s.nodeName != options_.nodeName) return false;
-    setCondition(s.conditions, "ImagesReady", finished ? "True" : "False",
-                 finished ? "Fetched" : "Fetching", message);
+    api::setCondition(s.conditions, "ImagesReady", finished ? "True" : "False",
+                      finished ? "Fetched" : "Fetching", message);
     return true;
   });
 }
@@ -200,13 +198,13 @@ Status NodeAgent::registerNode() {
   node.metadata.name = options_.nodeName;
   node.metadata.labels = options_.labels;
   if (options_.cpuAllocationRatio > 0) {
-    node.metadata.annotations[controller::kCpuAllocationRatioAnnotation] =
+    node.metadata.annotations[api::kCpuAllocationRatioAnnotation] =
         std::to_string(options_.cpuAllocationRatio);
   }
-  node.metadata.annotations[controller::kLibvirtEndpointAnnotation] =
+  node.metadata.annotations[api::kLibvirtEndpointAnnotation] =
       options_.libvirtEndpoint.empty() ? libvirt_.uri() : options_.libvirtEndpoint;
   if (options_.memoryAllocationRatio > 0) {
-    node.metadata.annotations[controller::kMemoryAllocationRatioAnnotation] =
+    node.metadata.annotations[api::kMemoryAllocationRatioAnnotation] =
         std::to_string(options_.memoryAllocationRatio);
   }
   auto cpu = api::parseQuantity(std::to_string(info.cpus));
@@ -214,8 +212,8 @@ Status NodeAgent::registerNode() {
   node.status.capacity.cpu = cpu.value();
   node.status.capacity.memory = api::bytesQuantity(static_cast<int64_t>(info.memory) * 1024);
   node.status.allocatable = node.status.capacity;
-  setCondition(node.status.conditions, "Ready", "True", "NodeAgentReady",
-               "vmhost node agent is running (libvirt " + libvirt_.uri() + ")");
+  api::setCondition(node.status.conditions, "Ready", "True", "NodeAgentReady",
+                    "vmhost node agent is running (libvirt " + libvirt_.uri() + ")");
   return control_.registerNode(node);
 }
 
@@ -227,7 +225,7 @@ Status NodeAgent::setPhase(const api::VirtualMachine& vm, const std::string& pha
         if (s.nodeName != options_.nodeName) return false;  // re-bound meanwhile: not ours to say
         bool changed = s.phase != phase;
         s.phase = phase;
-        changed |= setCondition(s.conditions, "Ready", readyStatus, reason, message);
+        changed |= api::setCondition(s.conditions, "Ready", readyStatus, reason, message);
         return changed;
       });
   if (!r.ok() && r.error().code != VMHOST_ERR_NOT_FOUND) return r.error();
@@ -536,7 +534,7 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
         s.phase = "Running";
         s.interfaces = macs;
         s.observedGeneration = vm.metadata.generation;
-        setCondition(s.conditions, "Ready", "True", "DomainRunning", "the domain is running");
+        api::setCondition(s.conditions, "Ready", "True", "DomainRunning", "the domain is running");
         return true;
       });
   if (!r.ok() && r.error().code != VMHOST_ERR_NOT_FOUND) return r.error();
@@ -574,7 +572,7 @@ Status NodeAgent::ensureEvicted(const api::VirtualMachine& vm, std::optional<Dom
   auto stopped = stopDomain(key, domain);
   if (!stopped.ok()) return stopped.error();
   if (!stopped.value()) return Ok{};  // shutting down; requeued until it is off
-  if (controller::evictionAcknowledged(vm.status)) return Ok{};
+  if (api::evictionAcknowledged(vm.status)) return Ok{};
   if (auto r = releaseEphemeral(vm); !r.ok()) return r.error();
   // The domain is off and this node starts no VM that carries an eviction
   // request: acknowledge this request (its id is in the message), so the
@@ -583,11 +581,11 @@ Status NodeAgent::ensureEvicted(const api::VirtualMachine& vm, std::optional<Dom
   auto r =
       control_.updateVmStatus(vm.metadata.ns, vm.metadata.name, [&](api::VirtualMachineStatus& s) {
         if (s.nodeName != options_.nodeName) return false;
-        const api::Condition* request = controller::evictionRequest(s);
-        if (request == nullptr || controller::evictionAcknowledged(s)) return false;
-        ack = controller::evictionAck(*request);
+        const api::Condition* request = api::evictionRequest(s);
+        if (request == nullptr || api::evictionAcknowledged(s)) return false;
+        ack = api::evictionAck(*request);
         s.phase = "Stopped";
-        setCondition(s.conditions, "Ready", "False", controller::kEvictedReason, ack);
+        api::setCondition(s.conditions, "Ready", "False", api::kEvictedReason, ack);
         return true;
       });
   if (!r.ok() && r.error().code != VMHOST_ERR_NOT_FOUND) return r.error();
@@ -662,7 +660,7 @@ Status NodeAgent::reconcile(const std::string& ns, const std::string& name) {
   mine_.insert(key);
   // Being evicted (a drain): stopped whatever the run strategy says, and
   // never started again here (see controller/eviction.h).
-  if (controller::evictionRequest(vm.status) != nullptr) return finish(ensureEvicted(vm, domain));
+  if (api::evictionRequest(vm.status) != nullptr) return finish(ensureEvicted(vm, domain));
   if (vm.spec.runStrategy == "Halted") return finish(ensureStopped(vm, domain));
   return finish(ensureRunning(vm, domain));
 }

@@ -26,6 +26,8 @@
 #include <sstream>
 #include <thread>
 
+#include "common/yaml.h"
+
 #include <yaml-cpp/yaml.h>
 #include <nlohmann/json.hpp>
 
@@ -255,23 +257,11 @@ std::string vmManifest(const std::string& name, const std::string& memory = "128
          "net0\n    user: {}\n";
 }
 
+// Manifests read as the API and vmctl read them (common/yaml.h).
 Json yamlToJson(const YAML::Node& n) {
-  if (n.IsMap()) {
-    Json j = Json::object();
-    for (auto it : n) j[it.first.as<std::string>()] = yamlToJson(it.second);
-    return j;
-  }
-  if (n.IsSequence()) {
-    Json j = Json::array();
-    for (auto it : n) j.push_back(yamlToJson(it));
-    return j;
-  }
-  std::string s = n.as<std::string>();
-  if (n.Tag() != "!" && !s.empty() &&
-      std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit((unsigned char)c); })) {
-    return Json(std::stoll(s));
-  }
-  return Json(s);
+  auto json = vmhost::yaml::toJson(n);
+  BOOST_REQUIRE_MESSAGE(json.ok(), (json.ok() ? std::string() : json.error().message));
+  return Json::parse(json.value());
 }
 
 // A background process (kubectl get -w), ended by its pid.
@@ -705,8 +695,8 @@ BOOST_AUTO_TEST_CASE(http_errors_are_status_objects) {
   }
   auto bomb = env.http("POST", coll, "application/yaml", laughs);
   BOOST_TEST(bomb.code == 400);
-  BOOST_TEST(Json::parse(bomb.body)["message"] ==
-             "the request body is not valid YAML: it expands to too many nodes");
+  BOOST_TEST(Json::parse(bomb.body)["message"].get<std::string>().rfind(
+                 "the request body is not valid YAML: it expands to too many nodes", 0) == 0);
 
   auto yaml = env.http("POST", coll, "application/yaml",
                        "apiVersion: vmhost.io/v1\nkind: VirtualMachine\nmetadata:\n  name: "

@@ -6,6 +6,8 @@
 #include "api/kubevirt.h"
 #include "api/types.h"
 
+#include "common/yaml.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
@@ -60,27 +62,11 @@ std::string slurp(const std::filesystem::path& p) {
   return ss.str();
 }
 
+// Manifests read as the API and vmctl read them (common/yaml.h).
 Json yamlToJson(const YAML::Node& n) {
-  if (n.IsMap()) {
-    Json j = Json::object();
-    for (auto it : n) j[it.first.as<std::string>()] = yamlToJson(it.second);
-    return j;
-  }
-  if (n.IsSequence()) {
-    Json j = Json::array();
-    for (auto it : n) j.push_back(yamlToJson(it));
-    return j;
-  }
-  std::string s = n.as<std::string>();
-  if (n.Tag() != "!") {
-    try {
-      size_t pos = 0;
-      long long v = std::stoll(s, &pos);
-      if (pos == s.size()) return Json(v);
-    } catch (...) {
-    }
-  }
-  return Json(s);
+  auto json = vmhost::yaml::toJson(n);
+  BOOST_REQUIRE_MESSAGE(json.ok(), (json.ok() ? std::string() : json.error().message));
+  return Json::parse(json.value());
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 #define BOOST_TEST_MODULE controller_eviction
 #include <boost/test/unit_test.hpp>
 
-#include "controller/conditions.h"
+#include "api/conditions.h"
 #include "controller/eviction.h"
 
 using namespace vmhost;
@@ -16,7 +16,7 @@ api::Node node(bool unschedulable, bool drain) {
   api::Node n;
   n.metadata.name = "node-a";
   n.spec.unschedulable = unschedulable;
-  if (drain) n.metadata.annotations[kDrainAnnotation] = "2026-11-25T17:00:00Z";
+  if (drain) n.metadata.annotations[api::kDrainAnnotation] = "2026-11-25T17:00:00Z";
   return n;
 }
 
@@ -28,29 +28,30 @@ api::VirtualMachine vm(const std::string& strategy, const std::string& phase = "
   v.spec.evictionStrategy = strategy;
   v.status.nodeName = "node-a";
   v.status.phase = phase;
-  setCondition(v.status.conditions, "Ready", "True", "DomainRunning", "the domain is running");
+  api::setCondition(v.status.conditions, "Ready", "True", "DomainRunning", "the domain is running");
   return v;
 }
 
 void request(api::VirtualMachine& v, const std::string& id) {
-  setCondition(v.status.conditions, kEvictingCondition, "True", kEvictingReason,
-               "node node-a is being drained (eviction " + id + ")");
+  api::setCondition(v.status.conditions, api::kEvictingCondition, "True", api::kEvictingReason,
+                    "node node-a is being drained (eviction " + id + ")");
 }
 
 // What a node agent writes once the domain is off.
 void acknowledge(api::VirtualMachine& v) {
-  const api::Condition* r = evictionRequest(v.status);
+  const api::Condition* r = api::evictionRequest(v.status);
   BOOST_REQUIRE(r != nullptr);
   v.status.phase = "Stopped";
-  setCondition(v.status.conditions, "Ready", "False", kEvictedReason, evictionAck(*r));
+  api::setCondition(v.status.conditions, "Ready", "False", api::kEvictedReason,
+                    api::evictionAck(*r));
 }
 
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(only_a_cordoned_node_with_the_drain_annotation_drains) {
-  BOOST_TEST(nodeDraining(node(true, true)));
-  BOOST_TEST(!nodeDraining(node(true, false)));  // cordon alone evicts nothing
-  BOOST_TEST(!nodeDraining(node(false, true)));  // uncordoned: the drain is off
+  BOOST_TEST(api::nodeDraining(node(true, true)));
+  BOOST_TEST(!api::nodeDraining(node(true, false)));  // cordon alone evicts nothing
+  BOOST_TEST(!api::nodeDraining(node(false, true)));  // uncordoned: the drain is off
   auto n = node(true, false);
   auto v = vm("Restart");
   BOOST_TEST(static_cast<int>(nextEvictionStep(v, &n, false)) ==
@@ -68,11 +69,11 @@ BOOST_AUTO_TEST_CASE(restart_and_none_are_requested_then_unbound_only_after_the_
                static_cast<int>(EvictionStep::kWait));
     // The phase alone (Stopped from before) is no acknowledgement.
     v.status.phase = "Stopped";
-    BOOST_TEST(!evictionAcknowledged(v.status));
+    BOOST_TEST(!api::evictionAcknowledged(v.status));
     BOOST_TEST(static_cast<int>(nextEvictionStep(v, &n, false)) ==
                static_cast<int>(EvictionStep::kWait));
     acknowledge(v);
-    BOOST_TEST(evictionAcknowledged(v.status));
+    BOOST_TEST(api::evictionAcknowledged(v.status));
     auto want = strategy == "None" ? EvictionStep::kHalt : EvictionStep::kReplace;
     BOOST_TEST(static_cast<int>(nextEvictionStep(v, &n, false)) == static_cast<int>(want));
   }
@@ -84,7 +85,7 @@ BOOST_AUTO_TEST_CASE(an_ack_of_an_earlier_request_is_worthless) {
   request(v, "old1");
   acknowledge(v);
   request(v, "new2");  // a later eviction: the old ack must not count
-  BOOST_TEST(!evictionAcknowledged(v.status));
+  BOOST_TEST(!api::evictionAcknowledged(v.status));
   BOOST_TEST(static_cast<int>(nextEvictionStep(v, &n, false)) ==
              static_cast<int>(EvictionStep::kWait));
 }
@@ -94,11 +95,12 @@ BOOST_AUTO_TEST_CASE(live_migrate_is_refused_and_blocks_the_other_evictions) {
   auto lm = vm("LiveMigrate");
   BOOST_TEST(static_cast<int>(nextEvictionStep(lm, &n, true)) ==
              static_cast<int>(EvictionStep::kRefuse));
-  setCondition(lm.status.conditions, kEvictingCondition, "False", kLiveMigrationUnsupportedReason,
-               liveMigrateRefusal("default", "vm1"));
+  api::setCondition(lm.status.conditions, api::kEvictingCondition, "False",
+                    api::kLiveMigrationUnsupportedReason,
+                    api::liveMigrateRefusal("default", "vm1"));
   BOOST_TEST(static_cast<int>(nextEvictionStep(lm, &n, true)) ==
              static_cast<int>(EvictionStep::kWait));
-  BOOST_TEST(liveMigrateRefusal("default", "vm1").find("default/vm1") != std::string::npos);
+  BOOST_TEST(api::liveMigrateRefusal("default", "vm1").find("default/vm1") != std::string::npos);
   // Another VM on the blocked node is left alone.
   auto other = vm("Restart");
   BOOST_TEST(static_cast<int>(nextEvictionStep(other, &n, true)) ==
@@ -117,8 +119,8 @@ BOOST_AUTO_TEST_CASE(uncordoning_cancels_what_has_not_completed) {
   BOOST_TEST(static_cast<int>(nextEvictionStep(v, &off, false)) ==
              static_cast<int>(EvictionStep::kCancel));
   auto lm = vm("LiveMigrate");
-  setCondition(lm.status.conditions, kEvictingCondition, "False", kLiveMigrationUnsupportedReason,
-               "x");
+  api::setCondition(lm.status.conditions, api::kEvictingCondition, "False",
+                    api::kLiveMigrationUnsupportedReason, "x");
   BOOST_TEST(static_cast<int>(nextEvictionStep(lm, &off, false)) ==
              static_cast<int>(EvictionStep::kCancel));
   // A VM being deleted is not evicted.
@@ -135,26 +137,29 @@ BOOST_AUTO_TEST_CASE(a_stopped_manual_vm_is_not_started_elsewhere) {
     // Running when the drain began: moved, and its new node starts it.
     auto running = vm("Restart");
     running.spec.runStrategy = run;
-    setCondition(running.status.conditions, kEvictingCondition, "True", kEvictingReason,
-                 "node node-a is being drained (eviction dddd, evictionStrategy Restart)");
+    api::setCondition(running.status.conditions, api::kEvictingCondition, "True",
+                      api::kEvictingReason,
+                      "node node-a is being drained (eviction dddd, evictionStrategy Restart)");
     acknowledge(running);
     BOOST_TEST(static_cast<int>(nextEvictionStep(running, &n, false)) ==
                static_cast<int>(EvictionStep::kReplace));
     // Not running: a new node would start it (no domain there), so it is halted.
     auto stopped = vm("Restart", "Stopped");
     stopped.spec.runStrategy = run;
-    setCondition(stopped.status.conditions, kEvictingCondition, "True", kEvictingReason,
-                 std::string("node node-a is being drained (eviction eeee, evictionStrategy "
-                             "Restart)") +
-                     kNotRunningNote);
+    api::setCondition(stopped.status.conditions, api::kEvictingCondition, "True",
+                      api::kEvictingReason,
+                      std::string("node node-a is being drained (eviction eeee, evictionStrategy "
+                                  "Restart)") +
+                          api::kNotRunningNote);
     acknowledge(stopped);
     BOOST_TEST(static_cast<int>(nextEvictionStep(stopped, &n, false)) ==
                static_cast<int>(EvictionStep::kHalt));
   }
   // Always restarts wherever it is: moved even if it was not running.
   auto always = vm("Restart", "Failed");
-  setCondition(always.status.conditions, kEvictingCondition, "True", kEvictingReason,
-               std::string("node node-a is being drained (eviction ffff)") + kNotRunningNote);
+  api::setCondition(
+      always.status.conditions, api::kEvictingCondition, "True", api::kEvictingReason,
+      std::string("node node-a is being drained (eviction ffff)") + api::kNotRunningNote);
   acknowledge(always);
   BOOST_TEST(static_cast<int>(nextEvictionStep(always, &n, false)) ==
              static_cast<int>(EvictionStep::kReplace));
