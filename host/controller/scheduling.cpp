@@ -340,72 +340,85 @@ void SchedulingController::scheduleOne(const VmKey& key) {
   }
 }
 
-void SchedulingController::run(std::stop_token stop) {
-  while (!stop.stop_requested()) {
-    if (!resync()) {
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-      continue;
-    }
+bool SchedulingController::runOnce(std::stop_token stop) {
+  if (!vmWatch_ || !nodeWatch_) {
+    vmWatch_.reset();
+    nodeWatch_.reset();
+    if (!resync()) return false;
     auto vmWatch = store_.watch(api::kVirtualMachinesResource, "", vmRevision_);
     auto nodeWatch = store_.watch(api::kNodesResource, "", nodeRevision_);
     if (!vmWatch.ok() || !nodeWatch.ok()) {
       std::fprintf(stderr, "controller: cannot watch: %s\n",
                    (vmWatch.ok() ? nodeWatch.error() : vmWatch.error()).message.c_str());
+      return false;
+    }
+    vmWatch_ = std::move(vmWatch.value());
+    nodeWatch_ = std::move(nodeWatch.value());
+    auto wake = [this] {
+      std::lock_guard<std::mutex> lock(wakeMu_);
+      woken_ = true;
+      wakeCv_.notify_one();
+    };
+    vmWatch_->setNotify(wake);
+    nodeWatch_->setNotify(wake);
+    lastRetry_ = Clock::now();
+  }
+  // Drain both watches (bounded per round so a flood cannot starve scheduling).
+  bool relist = false;
+  for (int n = 0; n < 10000; ++n) {
+    auto event = nodeWatch_->tryNext();
+    if (!event) break;
+    if (event->type == store::WatchEventType::kError) {
+      relist = true;
+      break;
+    }
+    applyNode(*event);
+  }
+  for (int n = 0; n < 10000 && !relist; ++n) {
+    auto event = vmWatch_->tryNext();
+    if (!event) break;
+    if (event->type == store::WatchEventType::kError) {
+      relist = true;
+      break;
+    }
+    applyVm(*event);
+  }
+  if (relist) {
+    // A watch ended (too slow, compacted): the next round lists again, and
+    // run() starts it without waiting.
+    vmWatch_.reset();
+    nodeWatch_.reset();
+    std::lock_guard<std::mutex> lock(wakeMu_);
+    woken_ = true;
+    return true;
+  }
+  if (Clock::now() - lastRetry_ >= options_.retryInterval) {
+    for (const auto& [key, message] : unschedulable_) queue_.insert(key);
+    lastRetry_ = Clock::now();
+  }
+  updatePhaseGauge();
+  auto halted = std::move(halted_);
+  halted_.clear();
+  for (const auto& key : halted) markHalted(key);
+  auto queue = std::move(queue_);
+  queue_.clear();
+  for (const auto& key : queue) {
+    if (stop.stop_requested()) break;
+    scheduleOne(key);
+  }
+  return true;
+}
+
+void SchedulingController::run(std::stop_token stop) {
+  while (!stop.stop_requested()) {
+    if (!runOnce(stop)) {
       std::this_thread::sleep_for(std::chrono::seconds(1));
       continue;
     }
-    std::mutex mu;
-    std::condition_variable cv;
-    bool woken = false;
-    auto wake = [&] {
-      std::lock_guard<std::mutex> lock(mu);
-      woken = true;
-      cv.notify_one();
-    };
-    vmWatch.value()->setNotify(wake);
-    nodeWatch.value()->setNotify(wake);
-    auto lastRetry = Clock::now();
-    bool relist = false;
-    while (!stop.stop_requested() && !relist) {
-      // Drain both watches (bounded per round so a flood cannot starve scheduling).
-      for (int n = 0; n < 10000; ++n) {
-        auto event = nodeWatch.value()->tryNext();
-        if (!event) break;
-        if (event->type == store::WatchEventType::kError) {
-          relist = true;
-          break;
-        }
-        applyNode(*event);
-      }
-      for (int n = 0; n < 10000 && !relist; ++n) {
-        auto event = vmWatch.value()->tryNext();
-        if (!event) break;
-        if (event->type == store::WatchEventType::kError) {
-          relist = true;
-          break;
-        }
-        applyVm(*event);
-      }
-      if (relist) break;
-      if (Clock::now() - lastRetry >= options_.retryInterval) {
-        for (const auto& [key, message] : unschedulable_) queue_.insert(key);
-        lastRetry = Clock::now();
-      }
-      updatePhaseGauge();
-      auto halted = std::move(halted_);
-      halted_.clear();
-      for (const auto& key : halted) markHalted(key);
-      auto queue = std::move(queue_);
-      queue_.clear();
-      for (const auto& key : queue) {
-        if (stop.stop_requested()) break;
-        scheduleOne(key);
-      }
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait_for(lock, std::chrono::milliseconds(200),
-                  [&] { return woken || stop.stop_requested(); });
-      woken = false;
-    }
+    std::unique_lock<std::mutex> lock(wakeMu_);
+    wakeCv_.wait_for(lock, std::chrono::milliseconds(200),
+                     [&] { return woken_ || stop.stop_requested(); });
+    woken_ = false;
   }
 }
 

@@ -16,7 +16,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <stop_token>
 #include <string>
@@ -44,6 +47,14 @@ class SchedulingController {
 
   // Runs until `stop` is requested (checked at least every 200 ms).
   void run(std::stop_token stop);
+
+  // One round of run() without the wait: lists and watches the store when
+  // not watching yet (or after a watch ended), applies the changes the
+  // watches hold, marks the Halted VMs stopped and tries every VM due for
+  // placement. False when the store cannot be listed or watched. run()
+  // calls it in a loop; tests call it directly to interleave their own
+  // writes with the controller's rounds. Not for use while run() runs.
+  bool runOnce(std::stop_token stop = {});
 
   // The number of VMs placed since construction (for tests and metrics).
   uint64_t placements() const { return placements_.load(); }
@@ -88,6 +99,14 @@ class SchedulingController {
   std::set<VmKey> halted_;  // never-placed VMs with runStrategy Halted: phase Stopped
   int64_t vmRevision_ = 0;
   int64_t nodeRevision_ = 0;
+  // The watches' notify wakes run() between rounds. Declared before the
+  // watches, which are destroyed first and wait for a notify in flight.
+  std::mutex wakeMu_;
+  std::condition_variable wakeCv_;
+  bool woken_ = false;
+  std::unique_ptr<store::Watch> vmWatch_;  // null: list again before the next round
+  std::unique_ptr<store::Watch> nodeWatch_;
+  std::chrono::steady_clock::time_point lastRetry_;
   std::atomic<uint64_t> placements_{0};
 };
 
