@@ -41,7 +41,10 @@ bool nodeReady(const api::Node& node) {
 
 SchedulingController::SchedulingController(store::Store& store, PluginInstance& scheduler,
                                            metrics::Registry& metrics, SchedulingOptions options)
-    : store_(store), scheduler_(scheduler), options_(options) {
+    : store_(store),
+      scheduler_(scheduler),
+      options_(options),
+      nodeCache_((scheduler.info().capabilities & VMHOST_CAP_SCHEDULER_NODE_CACHE) != 0) {
   if (auto h = metrics.histogram("vmhost_scheduling_duration_seconds",
                                  "Time to place one VM, including the scheduler plugin call",
                                  {"result"});
@@ -215,15 +218,17 @@ void SchedulingController::scheduleOne(const VmKey& key) {
     selector[i].setValue(v);
     ++i;
   }
+  // A plugin without a node cache is sent every node on every call.
+  const bool full = fullSync_ || !nodeCache_;
   std::vector<const api::Node*> send;
-  if (fullSync_) {
+  if (full) {
     for (const auto& [name, node] : nodes_) send.push_back(&node);
   } else {
     for (const auto& name : dirtyNodes_) {
       if (auto n = nodes_.find(name); n != nodes_.end()) send.push_back(&n->second);
     }
   }
-  request.setFullSync(fullSync_);
+  request.setFullSync(full);
   auto nodes = request.initNodes(static_cast<unsigned>(send.size()));
   for (unsigned n = 0; n < send.size(); ++n) {
     const api::Node& node = *send[n];
@@ -252,9 +257,8 @@ void SchedulingController::scheduleOne(const VmKey& key) {
     out.setCpuAllocationRatio(ratioAnnotation(node, kCpuAllocationRatioAnnotation));
     out.setMemoryAllocationRatio(ratioAnnotation(node, kMemoryAllocationRatioAnnotation));
   }
-  auto removed =
-      request.initRemovedNodes(fullSync_ ? 0 : static_cast<unsigned>(removedNodes_.size()));
-  if (!fullSync_) {
+  auto removed = request.initRemovedNodes(full ? 0 : static_cast<unsigned>(removedNodes_.size()));
+  if (!full) {
     unsigned r = 0;
     for (const auto& name : removedNodes_) removed.set(r++, name);
   }

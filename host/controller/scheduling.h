@@ -7,6 +7,10 @@
 // placement. A restart re-lists and converges; a VM is bound once (the
 // status write uses optimistic concurrency, and a bound VM is never
 // re-placed here).
+//
+// The plugin is sent the node list as sdk/schema/scheduler.capnp says: in
+// full on every call unless it declares VMHOST_CAP_SCHEDULER_NODE_CACHE,
+// otherwise in full after a (re)list and as deltas between.
 #pragma once
 
 #include "api/types.h"
@@ -87,6 +91,9 @@ class SchedulingController {
 
   std::map<VmKey, VmEntry> vms_;
   std::map<std::string, api::Node> nodes_;
+  // The plugin declares VMHOST_CAP_SCHEDULER_NODE_CACHE: it is sent deltas.
+  // Otherwise every call carries every node (fullSync).
+  const bool nodeCache_;
   // Nodes to (re)send to the plugin on the next call; all of them after a resync.
   std::set<std::string> dirtyNodes_;
   std::set<std::string> removedNodes_;

@@ -9,8 +9,12 @@ using Common = import "common.capnp";
 
 # VMHOST_METHOD_SCHEDULER_SCHEDULE request.
 #
-# The node list is batched and cached: an instance keeps the nodes it was
-# sent. With `fullSync` the list replaces the cache; otherwise `nodes` holds
+# A plugin that does not declare VMHOST_CAP_SCHEDULER_NODE_CACHE gets
+# `fullSync` with every node on every call, and need keep nothing between
+# calls.
+#
+# One that declares it gets the node list batched and cached: an instance
+# keeps the nodes it was sent. With `fullSync` the list replaces the cache; otherwise `nodes` holds
 # only nodes added or changed since the previous call on this instance and
 # `removedNodes` the ones gone. After a successful placement the plugin adds
 # the VM's requests to the chosen node's `allocated` in its cache (the host's

@@ -1,6 +1,7 @@
 // SchedulingController over a real SqliteStore (in a temporary directory)
-// with the `default` scheduler plugin from the build, loaded as the real
-// shared object. Each test drives the controller round by round with
+// with scheduler plugins loaded as real shared objects: the `default` plugin
+// from the build, and fixtures (tests/fixtures/plugins/) that record what
+// the host sends them. Each test drives the controller round by round with
 // runOnce() and writes to the store between rounds the way the API and the
 // node agents do; a one-shot hook on the plugin's call observer writes
 // between the plugin's answer and the controller's status write, where the
@@ -15,6 +16,7 @@
 #include "controller/conditions.h"
 #include "controller/scheduling.h"
 
+#include <dlfcn.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -32,7 +34,27 @@ using namespace vmhost::controller;
 namespace {
 
 std::string pluginDir() { return std::getenv("VMHOST_PLUGIN_DIR"); }
+std::string fixtureDir() { return std::getenv("VMHOST_FIXTURE_PLUGIN_DIR"); }
 std::string defaultPlugin() { return pluginDir() + "/vmhost-scheduler-default.so"; }
+std::string fixturePlugin(const std::string& name) {
+  return fixtureDir() + "/vmhost-scheduler-" + name + ".so";
+}
+
+// The lines a recorder fixture logged since the last call (see
+// tests/fixtures/plugins/recording_scheduler.cpp for their format).
+std::vector<std::string> takeRequests(const std::string& path) {
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  BOOST_TEST_REQUIRE(handle != nullptr, path << " is not loaded");
+  using Take = const char* (*)();
+  auto take = reinterpret_cast<Take>(::dlsym(handle, "vmhost_fixture_take_requests"));
+  ::dlclose(handle);  // drops the reference RTLD_NOLOAD took; the host's stays
+  BOOST_TEST_REQUIRE(take != nullptr);
+  std::vector<std::string> lines;
+  std::istringstream in(take());
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
 struct NodeShape {
   int64_t cores = 4;
   bool ready = true;
@@ -336,6 +358,85 @@ BOOST_AUTO_TEST_CASE(cordoned_and_not_ready_nodes_get_nothing) {
   BOOST_TEST(c.nodeOf("vm3").empty());
   BOOST_TEST(c.scheduled("vm3") ==
              "Scheduled=False Unschedulable: 0/3 nodes: 2 node not ready, 1 insufficient cpu");
+}
+
+// --- what the plugin is sent ---------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(full_lists_for_a_plugin_without_the_node_cache_capability) {
+  Cluster c(fixturePlugin("recorder-full"));
+  auto lib = PluginLibrary::open(c.pluginPath());
+  BOOST_TEST_REQUIRE(lib.ok());
+  BOOST_TEST_REQUIRE((lib.value()->info().capabilities & VMHOST_CAP_SCHEDULER_NODE_CACHE) == 0u);
+  c.addNode("a", {.cores = 2});
+  c.addNode("b", {.cores = 2});
+  c.addVm("vm1");
+  c.step();
+  c.addVm("vm2");
+  c.step();
+  c.addVm("vm3");
+  c.step();
+  BOOST_TEST(c.nodeOf("vm1") == "a");
+  BOOST_TEST(c.nodeOf("vm2") == "b");
+  BOOST_TEST(c.nodeOf("vm3") == "a");
+  // The fixture forgets everything between calls, so these placements are
+  // only right because every call carried every node with its allocation.
+  std::vector<std::string> want = {"full a:0 b:0", "full a:1000 b:0", "full a:1000 b:1000"};
+  BOOST_TEST(takeRequests(c.pluginPath()) == want, boost::test_tools::per_element());
+
+  c.removeNode("b");
+  c.deleteVm("vm1");
+  c.addVm("vm4");
+  c.step();
+  BOOST_TEST(c.nodeOf("vm4") == "a");
+  want = {"full a:1000"};  // no removedNodes in a full list
+  BOOST_TEST(takeRequests(c.pluginPath()) == want, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(deltas_for_a_plugin_with_the_node_cache_capability) {
+  store::SqliteStoreOptions options;
+  options.watchQueueLimit = 8;  // so that a burst of writes ends the watch
+  Cluster c(fixturePlugin("recorder-cache"), options);
+  c.addNode("a", {.cores = 2});
+  c.addNode("b", {.cores = 2});
+  c.addVm("vm1");
+  c.step();
+  c.addVm("vm2");
+  c.step();
+  BOOST_TEST(c.nodeOf("vm1") == "a");
+  BOOST_TEST(c.nodeOf("vm2") == "b");
+  // The first call carries everything; later ones what changed since, and
+  // the node the previous placement went to, with its allocation as the
+  // status write left it.
+  std::vector<std::string> want = {"full a:0 b:0", "delta a:1000"};
+  BOOST_TEST(takeRequests(c.pluginPath()) == want, boost::test_tools::per_element());
+
+  c.removeNode("b");
+  c.updateNode("a", [](api::Node& n) { n.metadata.labels["zone"] = "z1"; });
+  c.addVm("vm3");
+  c.step();
+  BOOST_TEST(c.nodeOf("vm3") == "a");
+  want = {"delta a:1000 -b"};  // b was vm2's node, but it is gone
+  BOOST_TEST(takeRequests(c.pluginPath()) == want, boost::test_tools::per_element());
+
+  // A watch that ends (here: too far behind) means a new list, and the
+  // plugin's cache is replaced.
+  for (int i = 0; i < 20; ++i) {
+    c.updateNode("a", [&](api::Node& n) { n.metadata.labels["round"] = std::to_string(i); });
+  }
+  c.addVm("vm4");
+  c.step();  // the watch's end: lists again
+  c.step();
+  BOOST_TEST(c.nodeOf("vm4").empty());  // a is full (vm1 + vm3)
+  want = {"full a:2000"};
+  BOOST_TEST(takeRequests(c.pluginPath()) == want, boost::test_tools::per_element());
+
+  // So does a new controller.
+  c.newController();
+  c.deleteVm("vm4");
+  c.addVm("vm5");
+  c.step();
+  want = {"full a:2000"};
+  BOOST_TEST(takeRequests(c.pluginPath()) == want, boost::test_tools::per_element());
 }
 
 // --- the plugin's counts follow the host's ---------------------------------------------
