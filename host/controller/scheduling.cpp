@@ -112,20 +112,29 @@ void SchedulingController::updatePhaseGauge() {
 }
 
 void SchedulingController::applyVm(const store::WatchEvent& event) {
-  phasesDirty_ = true;
   const auto& object = *event.object;
   VmKey key{object.key.ns, object.key.name};
+  auto it = vms_.find(key);
+  // Already known at this revision or a later one: the controller applies
+  // its own bindings ahead of their watch events (see scheduleOne), and an
+  // older event must not undo one.
+  if (it != vms_.end() && object.modRevision <= it->second.revision) return;
+  phasesDirty_ = true;
   // Phase counts are kept per event (O(1)), not recounted over every VM.
   auto phaseOf = [](const api::VirtualMachine& vm) {
     return vm.status.phase.empty() ? std::string("Pending") : vm.status.phase;
   };
-  if (auto it = vms_.find(key); it != vms_.end()) --phaseCounts_[phaseOf(it->second.vm)];
   // Take the old contribution out of the node's allocation.
-  if (auto it = vms_.find(key); it != vms_.end() && holdsResources(it->second.vm)) {
-    auto& a = allocated_[it->second.vm.status.nodeName];
-    a.first -= it->second.cpuMillis;
-    a.second -= it->second.memoryBytes;
-    dirtyNodes_.insert(it->second.vm.status.nodeName);
+  const VmEntry* held = nullptr;
+  if (it != vms_.end()) {
+    --phaseCounts_[phaseOf(it->second.vm)];
+    if (holdsResources(it->second.vm)) {
+      held = &it->second;
+      auto& a = allocated_[held->vm.status.nodeName];
+      a.first -= held->cpuMillis;
+      a.second -= held->memoryBytes;
+      dirtyNodes_.insert(held->vm.status.nodeName);
+    }
   }
   if (event.type == store::WatchEventType::kDeleted) {
     vms_.erase(key);
@@ -143,6 +152,7 @@ void SchedulingController::applyVm(const store::WatchEvent& event) {
   VmEntry entry;
   entry.cpuMillis = vm.value().spec.cpu.cores * 1000;
   entry.memoryBytes = vm.value().spec.memory.value();
+  entry.revision = object.modRevision;
   entry.vm = std::move(vm.value());
   ++phaseCounts_[phaseOf(entry.vm)];
   if (holdsResources(entry.vm)) {
@@ -265,64 +275,67 @@ void SchedulingController::scheduleOne(const VmKey& key) {
 
   auto reply = scheduler_.call<schema::ScheduleResult>(VMHOST_METHOD_SCHEDULER_SCHEDULE, message);
   auto seconds = std::chrono::duration<double>(Clock::now() - started).count();
-  if (!reply.ok()) {
-    // The plugin failed this call: keep the node deltas for the next one and
-    // say why on the VM; it is retried with the unschedulable ones.
+  // The call failed, or answered with a node the host does not have: say
+  // why on the VM; it is retried with the unschedulable ones. What such a
+  // call left in the plugin's cache is unknown, so the next call is a full
+  // sync.
+  auto schedulerError = [&](const std::string& msg) {
+    fullSync_ = true;
     if (attempts_) attempts_->inc({"error"});
     if (latency_) latency_->observe({"error"}, seconds);
-    std::string msg = reply.error().message;
-    if (unschedulable_[key] != msg) {
-      unschedulable_[key] = msg;
-      (void)api::updateVirtualMachineStatus(
-          store_, key.first, key.second, [&](api::VirtualMachineStatus& s) {
-            if (!s.nodeName.empty()) return false;
-            // Scheduling: being placed, but the scheduler failed this attempt
-            // (Pending means no node fits).
-            s.phase = "Scheduling";
-            return setCondition(s.conditions, "Scheduled", "False", "SchedulerError", msg) || true;
-          });
-    }
-    return;
+    if (unschedulable_.count(key) && unschedulable_[key] == msg) return;
+    unschedulable_[key] = msg;
+    (void)api::updateVirtualMachineStatus(
+        store_, key.first, key.second, [&](api::VirtualMachineStatus& s) {
+          if (!s.nodeName.empty()) return false;
+          // Scheduling: being placed, but the scheduler failed this attempt
+          // (Pending means no node fits).
+          s.phase = "Scheduling";
+          return setCondition(s.conditions, "Scheduled", "False", "SchedulerError", msg) || true;
+        });
+  };
+  if (!reply.ok()) return schedulerError(reply.error().message);
+  auto result = reply.value().get();
+  if (result.isScheduled() && !nodes_.count(result.getScheduled().getNode().cStr())) {
+    return schedulerError("the scheduler plugin chose node \"" +
+                          std::string(result.getScheduled().getNode().cStr()) +
+                          "\", which is not a known node");
   }
   fullSync_ = false;
   dirtyNodes_.clear();
   removedNodes_.clear();
-  auto result = reply.value().get();
   if (result.isScheduled()) {
     std::string node = result.getScheduled().getNode().cStr();
-    auto written = api::updateVirtualMachineStatus(
-        store_, key.first, key.second, [&](api::VirtualMachineStatus& s) {
-          if (!s.nodeName.empty()) return false;  // bound meanwhile: never re-place
-          s.nodeName = node;
-          s.phase = "Scheduled";
-          setCondition(s.conditions, "Scheduled", "True", "Scheduled", "placed on node " + node);
-          return true;
-        });
-    if (!written.ok()) {
+    // The plugin has added the VM to `node` in its cache ("assume"), but
+    // whether the VM really is there is only known once the write below
+    // has happened, or not. Resending the node with the host's figures on
+    // the next call, whatever the outcome, keeps the plugin's count equal
+    // to the host's (allocated_) without trusting how the plugin assumed.
+    dirtyNodes_.insert(node);
+    auto bound = bind(key, entry, node);
+    if (!bound.ok()) {
       if (attempts_) attempts_->inc({"error"});
       std::fprintf(stderr, "controller: vm %s/%s: binding to %s: %s\n", key.first.c_str(),
-                   key.second.c_str(), node.c_str(), written.error().message.c_str());
-      // The plugin assumed the placement; resend that node's real figures.
-      dirtyNodes_.insert(node);
+                   key.second.c_str(), node.c_str(), bound.error().message.c_str());
+      unschedulable_.try_emplace(key);  // tried again with the unschedulable ones
+      return;
+    }
+    if (!bound.value()) {
+      // The VM changed, went away or was bound by another writer after the
+      // plugin saw it: the decision is void. Its watch event brings the VM
+      // as it is now (and queues it again if it still wants a node).
+      if (attempts_) attempts_->inc({"stale"});
       return;
     }
     ++placements_;
     if (attempts_) attempts_->inc({"scheduled"});
     if (latency_) latency_->observe({"scheduled"}, seconds);
     unschedulable_.erase(key);
-    // Account for it now; the watch event that follows confirms it.
+    // Account for it now; its watch event, at the same revision, is skipped.
     store::WatchEvent event;
     event.type = store::WatchEventType::kModified;
-    store::StoredObject object;
-    object.key = api::virtualMachineKey(key.first, key.second);
-    object.value = api::storeValue(written.value());
-    object.modRevision = std::stoll(written.value().metadata.resourceVersion.empty()
-                                        ? "0"
-                                        : written.value().metadata.resourceVersion);
-    event.object = std::make_shared<store::StoredObject>(std::move(object));
+    event.object = std::make_shared<store::StoredObject>(std::move(*bound.value()));
     applyVm(event);
-    // The plugin's cache already holds the assumed allocation for `node`.
-    dirtyNodes_.erase(node);
     return;
   }
   std::string msg = result.getUnschedulable().getMessage().cStr();
@@ -342,6 +355,54 @@ void SchedulingController::scheduleOne(const VmKey& key) {
     std::fprintf(stderr, "controller: vm %s/%s: %s\n", key.first.c_str(), key.second.c_str(),
                  written.error().message.c_str());
   }
+}
+
+Result<std::optional<store::StoredObject>> SchedulingController::bind(const VmKey& key,
+                                                                      const VmEntry& asked,
+                                                                      const std::string& node) {
+  // updateVirtualMachineStatus() lets a mutation see the status only; the
+  // checks here need the whole object, under the same optimistic concurrency.
+  auto storeKey = api::virtualMachineKey(key.first, key.second);
+  constexpr int kMaxAttempts = 16;
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    auto cur = store_.get(storeKey);
+    if (!cur.ok()) {
+      if (cur.error().code == VMHOST_ERR_NOT_FOUND) return std::optional<store::StoredObject>();
+      return cur.error();
+    }
+    auto decoded = api::decodeStoredVirtualMachine(cur.value());
+    if (!decoded.ok()) return decoded.error();
+    api::VirtualMachine& vm = decoded.value();
+    // Only the VM the plugin was asked about, as it was asked: the same
+    // object (a deleted and re-created VM has a new uid), still unbound and
+    // wanting a node (not Halted, not being deleted), asking for the same
+    // resources on the same nodes.
+    if (vm.metadata.uid != asked.vm.metadata.uid || !wantsPlacement(vm) ||
+        vm.spec.cpu.cores * 1000 != asked.cpuMillis ||
+        vm.spec.memory.value() != asked.memoryBytes ||
+        vm.spec.nodeSelector != asked.vm.spec.nodeSelector) {
+      return std::optional<store::StoredObject>();
+    }
+    vm.status.nodeName = node;
+    vm.status.phase = "Scheduled";
+    setCondition(vm.status.conditions, "Scheduled", "True", "Scheduled", "placed on node " + node);
+    if (auto errs = api::validateVirtualMachineStatus(vm.status); !errs.empty()) {
+      return Error{VMHOST_ERR_INVALID_ARGUMENT, errs.front().toString(), false};
+    }
+    std::string value = api::storeValue(vm);
+    auto written = store_.update(storeKey, value, cur.value().modRevision);
+    if (written.ok()) {
+      store::StoredObject object;
+      object.key = storeKey;
+      object.value = std::move(value);
+      object.createRevision = written.value().createRevision;
+      object.modRevision = written.value().modRevision;
+      return std::optional<store::StoredObject>(std::move(object));
+    }
+    if (written.error().code != VMHOST_ERR_ABORTED) return written.error();
+  }
+  return Error{VMHOST_ERR_ABORTED,
+               storeKey.describe() + ": status update kept conflicting with other writers", true};
 }
 
 bool SchedulingController::runOnce(std::stop_token stop) {

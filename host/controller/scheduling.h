@@ -10,7 +10,10 @@
 //
 // The plugin is sent the node list as sdk/schema/scheduler.capnp says: in
 // full on every call unless it declares VMHOST_CAP_SCHEDULER_NODE_CACHE,
-// otherwise in full after a (re)list and as deltas between.
+// otherwise in full after a (re)list or a failed call and as deltas between.
+// A plugin decision is written only onto the VM the plugin saw (same uid,
+// resources, selector, still wanting a node); a VM that changed meanwhile
+// waits for its watch event and is placed afresh.
 #pragma once
 
 #include "api/types.h"
@@ -24,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <stop_token>
 #include <string>
@@ -68,6 +72,7 @@ class SchedulingController {
     api::VirtualMachine vm;
     int64_t cpuMillis = 0;
     int64_t memoryBytes = 0;
+    int64_t revision = 0;  // the store revision this entry reflects
   };
   using VmKey = std::pair<std::string, std::string>;  // namespace, name
 
@@ -77,6 +82,11 @@ class SchedulingController {
   bool holdsResources(const api::VirtualMachine& vm) const;
   bool wantsPlacement(const api::VirtualMachine& vm) const;
   void scheduleOne(const VmKey& key);
+  // Writes the plugin's choice of `node` into the VM, if the VM in the store
+  // still is the one the plugin was asked about (`asked`). The object as
+  // written; nullopt when the VM changed, went away or was bound meanwhile.
+  Result<std::optional<store::StoredObject>> bind(const VmKey& key, const VmEntry& asked,
+                                                  const std::string& node);
   void markHalted(const VmKey& key);
 
   store::Store& store_;
@@ -94,10 +104,13 @@ class SchedulingController {
   // The plugin declares VMHOST_CAP_SCHEDULER_NODE_CACHE: it is sent deltas.
   // Otherwise every call carries every node (fullSync).
   const bool nodeCache_;
-  // Nodes to (re)send to the plugin on the next call; all of them after a resync.
+  // Nodes to (re)send to the plugin on the next call: those whose figures
+  // changed here since the last call, and the node that call placed a VM on
+  // (the plugin assumed it; the host's count is what the bind left). With
+  // removedNodes_ this keeps the plugin's cache equal to nodes_/allocated_.
   std::set<std::string> dirtyNodes_;
   std::set<std::string> removedNodes_;
-  bool fullSync_ = true;
+  bool fullSync_ = true;  // after a resync or a failed call: send everything
   // VMs seen unschedulable, with the message last written (avoids rewriting it).
   std::map<VmKey, std::string> unschedulable_;
   // Sum of the requests of the VMs holding resources on each node: cpu millis, memory bytes.

@@ -360,6 +360,33 @@ BOOST_AUTO_TEST_CASE(cordoned_and_not_ready_nodes_get_nothing) {
              "Scheduled=False Unschedulable: 0/3 nodes: 2 node not ready, 1 insufficient cpu");
 }
 
+BOOST_AUTO_TEST_CASE(plugin_errors_and_unknown_nodes_are_scheduler_errors) {
+  // The fixture fails every VM with a retryable UNAVAILABLE, except one named
+  // "ok", which it places on "node-a" whatever nodes there are.
+  Cluster c(fixturePlugin("sdk-error"));
+  c.addNode("b");
+  c.addVm("vm1");
+  c.step();
+  BOOST_TEST(c.nodeOf("vm1").empty());
+  BOOST_TEST(c.vm("vm1").status.phase == "Scheduling");
+  BOOST_TEST(c.scheduled("vm1").find("Scheduled=False SchedulerError: ") == 0u);
+  BOOST_TEST(c.scheduled("vm1").find("fixture: backend unavailable") != std::string::npos);
+
+  // A node the host does not know is refused, not written into the VM.
+  c.addVm("ok");
+  c.step();
+  BOOST_TEST(c.nodeOf("ok").empty());
+  BOOST_TEST(c.scheduled("ok") ==
+             "Scheduled=False SchedulerError: the scheduler plugin chose node \"node-a\", which "
+             "is not a known node");
+  BOOST_TEST(c.controller().placements() == 0u);
+
+  // Once that node exists, the same answer binds.
+  c.addNode("node-a");
+  c.step();
+  BOOST_TEST(c.nodeOf("ok") == "node-a");
+}
+
 // --- what the plugin is sent ---------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(full_lists_for_a_plugin_without_the_node_cache_capability) {
@@ -440,6 +467,96 @@ BOOST_AUTO_TEST_CASE(deltas_for_a_plugin_with_the_node_cache_capability) {
 }
 
 // --- the plugin's counts follow the host's ---------------------------------------------
+
+// Another writer binds the VM to another node between the plugin's answer
+// and the controller's write (a second controller, say). The controller must
+// not count that as its placement, and the node the plugin chose must not
+// stay full in the plugin's cache.
+BOOST_AUTO_TEST_CASE(a_vm_bound_elsewhere_meanwhile_leaves_the_chosen_node_free) {
+  Cluster c;
+  c.addNode("a", {.cores = 2});
+  c.addNode("b", {.cores = 2});
+  c.addVm("vm1", {.cores = 2});
+  c.afterNextCall([&] {
+    c.setVmStatus("vm1", [](api::VirtualMachineStatus& s) {
+      s.nodeName = "b";
+      s.phase = "Scheduled";
+    });
+  });
+  c.step();  // the plugin chose a (equal nodes: the first by name)
+  BOOST_TEST(c.nodeOf("vm1") == "b");
+  BOOST_TEST(c.controller().placements() == 0u);
+
+  c.addVm("vm2", {.cores = 2});
+  c.step();
+  BOOST_TEST(c.nodeOf("vm2") == "a");
+  BOOST_TEST(c.controller().placements() == 1u);
+}
+
+// The VM the plugin placed is gone or changed by the time the controller
+// writes the placement. The decision was about a VM that no longer exists as
+// it was asked about: it must not be written onto what is there now (that
+// can overfill the node: the plugin counted the VM as it was), and the
+// plugin must learn that the node did not get it before placing the next VM
+// of the same round.
+BOOST_AUTO_TEST_CASE(a_vm_changed_meanwhile_is_not_bound_by_the_stale_decision) {
+  struct Case {
+    std::string name;
+    std::function<void(Cluster&)> change;
+    std::string phaseAfter;  // vm1's, once the controller has seen the change
+  };
+  const std::vector<Case> cases = {
+      {"deleted and created again, bigger",
+       [](Cluster& c) {
+         c.deleteVm("vm1");
+         c.addVm("vm1", {.cores = 3});
+       },
+       "Pending"},
+      {"resized", [](Cluster& c) { c.changeVm("vm1", [](auto& v) { v.spec.cpu.cores = 3; }); },
+       "Pending"},
+      {"halted",
+       [](Cluster& c) { c.changeVm("vm1", [](auto& v) { v.spec.runStrategy = "Halted"; }); },
+       "Stopped"},
+      {"being deleted",
+       [](Cluster& c) {
+         c.changeVm("vm1", [](auto& v) {
+           v.metadata.finalizers = {"vmhost.io/test"};
+           v.metadata.deletionTimestamp = api::nowRfc3339();
+         });
+       },
+       "Pending"},
+  };
+  for (const auto& k : cases) {
+    BOOST_TEST_CONTEXT(k.name) {
+      Cluster c;
+      c.addNode("a", {.cores = 4});
+      c.addVm("vm1", {.cores = 1});
+      c.addVm("vm2", {.cores = 2});  // placed in the same round, after vm1
+      c.afterNextCall([&] { k.change(c); });
+      c.step();
+      // Whatever vm1 is now, the plugin never evaluated it: not bound.
+      BOOST_TEST(c.nodeOf("vm1").empty());
+      BOOST_TEST(c.nodeOf("vm2") == "a");
+      BOOST_TEST(c.coresOn("a") <= 4);
+      BOOST_TEST(c.controller().placements() == 1u);
+      c.step();  // the change arrives: vm1 as it now is (3 cores do not fit)
+      BOOST_TEST(c.vm("vm1").status.phase == k.phaseAfter);
+      BOOST_TEST(c.nodeOf("vm1").empty());
+
+      // The plugin's count for a is the host's: a VM that fits what is left
+      // is placed, one more is refused.
+      int64_t left = 4 - c.coresOn("a");
+      BOOST_TEST(left == 2);
+      c.addVm("fits", {.cores = left});
+      c.step();
+      BOOST_TEST(c.nodeOf("fits") == "a");
+      c.addVm("too-big", {.cores = 1});
+      c.step();
+      BOOST_TEST(c.nodeOf("too-big").empty());
+      BOOST_TEST(c.coresOn("a") == 4);
+    }
+  }
+}
 
 BOOST_AUTO_TEST_CASE(a_failed_status_write_resends_the_node) {
   Cluster c;
