@@ -137,6 +137,8 @@ void SchedulingController::applyVm(const store::WatchEvent& event) {
     }
   }
   if (event.type == store::WatchEventType::kDeleted) {
+    // What it held is free now: the VMs waiting for room may fit.
+    if (held != nullptr) retryUnschedulable_ = true;
     vms_.erase(key);
     unschedulable_.erase(key);
     queue_.erase(key);
@@ -146,6 +148,7 @@ void SchedulingController::applyVm(const store::WatchEvent& event) {
   if (!vm.ok()) {
     std::fprintf(stderr, "controller: skipping %s: %s\n", object.key.describe().c_str(),
                  vm.error().message.c_str());
+    if (held != nullptr) retryUnschedulable_ = true;
     vms_.erase(key);
     return;
   }
@@ -155,11 +158,17 @@ void SchedulingController::applyVm(const store::WatchEvent& event) {
   entry.revision = object.modRevision;
   entry.vm = std::move(vm.value());
   ++phaseCounts_[phaseOf(entry.vm)];
-  if (holdsResources(entry.vm)) {
+  bool holds = holdsResources(entry.vm);
+  if (holds) {
     auto& a = allocated_[entry.vm.status.nodeName];
     a.first += entry.cpuMillis;
     a.second += entry.memoryBytes;
     dirtyNodes_.insert(entry.vm.status.nodeName);
+  }
+  if (held != nullptr &&
+      (!holds || held->vm.status.nodeName != entry.vm.status.nodeName ||
+       entry.cpuMillis < held->cpuMillis || entry.memoryBytes < held->memoryBytes)) {
+    retryUnschedulable_ = true;  // stopped, moved or shrunk: room freed
   }
   if (wantsPlacement(entry.vm)) {
     queue_.insert(key);
@@ -188,7 +197,7 @@ void SchedulingController::applyNode(const store::WatchEvent& event) {
     removedNodes_.erase(name);
   }
   // A node change may make an unschedulable VM fit.
-  for (const auto& [key, message] : unschedulable_) queue_.insert(key);
+  retryUnschedulable_ = true;
 }
 
 void SchedulingController::markHalted(const VmKey& key) {
@@ -458,8 +467,12 @@ bool SchedulingController::runOnce(std::stop_token stop) {
     return true;
   }
   if (Clock::now() - lastRetry_ >= options_.retryInterval) {
-    for (const auto& [key, message] : unschedulable_) queue_.insert(key);
+    retryUnschedulable_ = true;
     lastRetry_ = Clock::now();
+  }
+  if (retryUnschedulable_) {
+    for (const auto& [key, message] : unschedulable_) queue_.insert(key);
+    retryUnschedulable_ = false;
   }
   updatePhaseGauge();
   auto halted = std::move(halted_);

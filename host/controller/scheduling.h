@@ -111,6 +111,8 @@ class SchedulingController {
   std::set<std::string> dirtyNodes_;
   std::set<std::string> removedNodes_;
   bool fullSync_ = true;  // after a resync or a failed call: send everything
+  // An unschedulable VM may fit now (a node changed, a VM freed room).
+  bool retryUnschedulable_ = false;
   // VMs seen unschedulable, with the message last written (avoids rewriting it).
   std::map<VmKey, std::string> unschedulable_;
   // Sum of the requests of the VMs holding resources on each node: cpu millis, memory bytes.

@@ -468,6 +468,33 @@ BOOST_AUTO_TEST_CASE(deltas_for_a_plugin_with_the_node_cache_capability) {
 
 // --- the plugin's counts follow the host's ---------------------------------------------
 
+BOOST_AUTO_TEST_CASE(a_deleted_or_stopped_vm_frees_its_node_for_the_next_vm) {
+  Cluster c;
+  c.addNode("a", {.cores = 2});
+  c.addVm("vm1", {.cores = 2});
+  c.step();
+  BOOST_TEST(c.nodeOf("vm1") == "a");
+  c.addVm("vm2", {.cores = 2});
+  c.step();
+  BOOST_TEST(c.scheduled("vm2") == "Scheduled=False Unschedulable: 0/1 nodes: 1 insufficient cpu");
+  c.step();  // takes in the watch event of vm2's own status write
+
+  // The periodic retry is an hour away: the deletion itself is what makes
+  // the waiting VM try again, and the plugin's cache must know a is free.
+  c.deleteVm("vm1");
+  c.step();
+  BOOST_TEST(c.nodeOf("vm2") == "a");
+
+  c.addVm("vm3", {.cores = 2});
+  c.step();
+  c.step();
+  BOOST_TEST(c.nodeOf("vm3").empty());
+  c.setVmStatus("vm2", [](api::VirtualMachineStatus& s) { s.phase = "Stopped"; });
+  c.step();
+  BOOST_TEST(c.nodeOf("vm3") == "a");
+  BOOST_TEST(c.coresOn("a") == 2);
+}
+
 // Another writer binds the VM to another node between the plugin's answer
 // and the controller's write (a second controller, say). The controller must
 // not count that as its placement, and the node the plugin chose must not
