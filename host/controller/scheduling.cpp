@@ -7,6 +7,7 @@
 
 #include <capnp/message.h>
 
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
@@ -24,11 +25,13 @@ bool terminalPhase(const std::string& phase) {
 float ratioAnnotation(const api::Node& node, const char* key) {
   auto it = node.metadata.annotations.find(key);
   if (it == node.metadata.annotations.end()) return 0;
+  // A bad annotation falls back to the plugin's default: passed on, "inf"
+  // or "nan" would make the plugin refuse every request carrying the node.
   try {
     float v = std::stof(it->second);
-    return v > 0 ? v : 0;
+    return std::isfinite(v) && v > 0 ? v : 0;
   } catch (...) {
-    return 0;  // a bad annotation falls back to the plugin's default
+    return 0;
   }
 }
 

@@ -387,6 +387,28 @@ BOOST_AUTO_TEST_CASE(plugin_errors_and_unknown_nodes_are_scheduler_errors) {
   BOOST_TEST(c.nodeOf("ok") == "node-a");
 }
 
+BOOST_AUTO_TEST_CASE(a_bad_ratio_annotation_falls_back_to_the_plugins_default) {
+  Cluster c;
+  c.addNode("a", {.cores = 2});
+  for (const char* bad : {"inf", "nan", "-1", "lots"}) {
+    BOOST_TEST_CONTEXT(bad) {
+      c.updateNode(
+          "a", [&](api::Node& n) { n.metadata.annotations[kCpuAllocationRatioAnnotation] = bad; });
+      std::string name = std::string("vm-") + (bad[0] == '-' ? "minus" : bad);
+      c.addVm(name);
+      c.step();
+      BOOST_TEST(c.scheduled(name) == "Scheduled=True Scheduled: placed on node a");
+      c.deleteVm(name);
+    }
+  }
+  // A good one is the node's overcommit: 2 cores * 2 = 4 allocatable.
+  c.updateNode("a",
+               [](api::Node& n) { n.metadata.annotations[kCpuAllocationRatioAnnotation] = "2"; });
+  c.addVm("big", {.cores = 4});
+  c.step();
+  BOOST_TEST(c.nodeOf("big") == "a");
+}
+
 // --- what the plugin is sent ---------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(full_lists_for_a_plugin_without_the_node_cache_capability) {
