@@ -7,6 +7,7 @@
 
 #include <capnp/message.h>
 
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
@@ -24,11 +25,13 @@ bool terminalPhase(const std::string& phase) {
 float ratioAnnotation(const api::Node& node, const char* key) {
   auto it = node.metadata.annotations.find(key);
   if (it == node.metadata.annotations.end()) return 0;
+  // A bad annotation falls back to the plugin's default: passed on, "inf"
+  // or "nan" would make the plugin refuse every request carrying the node.
   try {
     float v = std::stof(it->second);
-    return v > 0 ? v : 0;
+    return std::isfinite(v) && v > 0 ? v : 0;
   } catch (...) {
-    return 0;  // a bad annotation falls back to the plugin's default
+    return 0;
   }
 }
 
@@ -41,7 +44,10 @@ bool nodeReady(const api::Node& node) {
 
 SchedulingController::SchedulingController(store::Store& store, PluginInstance& scheduler,
                                            metrics::Registry& metrics, SchedulingOptions options)
-    : store_(store), scheduler_(scheduler), options_(options) {
+    : store_(store),
+      scheduler_(scheduler),
+      options_(options),
+      nodeCache_((scheduler.info().capabilities & VMHOST_CAP_SCHEDULER_NODE_CACHE) != 0) {
   if (auto h = metrics.histogram("vmhost_scheduling_duration_seconds",
                                  "Time to place one VM, including the scheduler plugin call",
                                  {"result"});
@@ -109,22 +115,33 @@ void SchedulingController::updatePhaseGauge() {
 }
 
 void SchedulingController::applyVm(const store::WatchEvent& event) {
-  phasesDirty_ = true;
   const auto& object = *event.object;
   VmKey key{object.key.ns, object.key.name};
+  auto it = vms_.find(key);
+  // Already known at this revision or a later one: the controller applies
+  // its own bindings ahead of their watch events (see scheduleOne), and an
+  // older event must not undo one.
+  if (it != vms_.end() && object.modRevision <= it->second.revision) return;
+  phasesDirty_ = true;
   // Phase counts are kept per event (O(1)), not recounted over every VM.
   auto phaseOf = [](const api::VirtualMachine& vm) {
     return vm.status.phase.empty() ? std::string("Pending") : vm.status.phase;
   };
-  if (auto it = vms_.find(key); it != vms_.end()) --phaseCounts_[phaseOf(it->second.vm)];
   // Take the old contribution out of the node's allocation.
-  if (auto it = vms_.find(key); it != vms_.end() && holdsResources(it->second.vm)) {
-    auto& a = allocated_[it->second.vm.status.nodeName];
-    a.first -= it->second.cpuMillis;
-    a.second -= it->second.memoryBytes;
-    dirtyNodes_.insert(it->second.vm.status.nodeName);
+  const VmEntry* held = nullptr;
+  if (it != vms_.end()) {
+    --phaseCounts_[phaseOf(it->second.vm)];
+    if (holdsResources(it->second.vm)) {
+      held = &it->second;
+      auto& a = allocated_[held->vm.status.nodeName];
+      a.first -= held->cpuMillis;
+      a.second -= held->memoryBytes;
+      dirtyNodes_.insert(held->vm.status.nodeName);
+    }
   }
   if (event.type == store::WatchEventType::kDeleted) {
+    // What it held is free now: the VMs waiting for room may fit.
+    if (held != nullptr) retryUnschedulable_ = true;
     vms_.erase(key);
     unschedulable_.erase(key);
     queue_.erase(key);
@@ -134,19 +151,27 @@ void SchedulingController::applyVm(const store::WatchEvent& event) {
   if (!vm.ok()) {
     std::fprintf(stderr, "controller: skipping %s: %s\n", object.key.describe().c_str(),
                  vm.error().message.c_str());
+    if (held != nullptr) retryUnschedulable_ = true;
     vms_.erase(key);
     return;
   }
   VmEntry entry;
   entry.cpuMillis = vm.value().spec.cpu.cores * 1000;
   entry.memoryBytes = vm.value().spec.memory.value();
+  entry.revision = object.modRevision;
   entry.vm = std::move(vm.value());
   ++phaseCounts_[phaseOf(entry.vm)];
-  if (holdsResources(entry.vm)) {
+  bool holds = holdsResources(entry.vm);
+  if (holds) {
     auto& a = allocated_[entry.vm.status.nodeName];
     a.first += entry.cpuMillis;
     a.second += entry.memoryBytes;
     dirtyNodes_.insert(entry.vm.status.nodeName);
+  }
+  if (held != nullptr &&
+      (!holds || held->vm.status.nodeName != entry.vm.status.nodeName ||
+       entry.cpuMillis < held->cpuMillis || entry.memoryBytes < held->memoryBytes)) {
+    retryUnschedulable_ = true;  // stopped, moved or shrunk: room freed
   }
   if (wantsPlacement(entry.vm)) {
     queue_.insert(key);
@@ -175,7 +200,7 @@ void SchedulingController::applyNode(const store::WatchEvent& event) {
     removedNodes_.erase(name);
   }
   // A node change may make an unschedulable VM fit.
-  for (const auto& [key, message] : unschedulable_) queue_.insert(key);
+  retryUnschedulable_ = true;
 }
 
 void SchedulingController::markHalted(const VmKey& key) {
@@ -215,15 +240,17 @@ void SchedulingController::scheduleOne(const VmKey& key) {
     selector[i].setValue(v);
     ++i;
   }
+  // A plugin without a node cache is sent every node on every call.
+  const bool full = fullSync_ || !nodeCache_;
   std::vector<const api::Node*> send;
-  if (fullSync_) {
+  if (full) {
     for (const auto& [name, node] : nodes_) send.push_back(&node);
   } else {
     for (const auto& name : dirtyNodes_) {
       if (auto n = nodes_.find(name); n != nodes_.end()) send.push_back(&n->second);
     }
   }
-  request.setFullSync(fullSync_);
+  request.setFullSync(full);
   auto nodes = request.initNodes(static_cast<unsigned>(send.size()));
   for (unsigned n = 0; n < send.size(); ++n) {
     const api::Node& node = *send[n];
@@ -252,75 +279,76 @@ void SchedulingController::scheduleOne(const VmKey& key) {
     out.setCpuAllocationRatio(ratioAnnotation(node, api::kCpuAllocationRatioAnnotation));
     out.setMemoryAllocationRatio(ratioAnnotation(node, api::kMemoryAllocationRatioAnnotation));
   }
-  auto removed =
-      request.initRemovedNodes(fullSync_ ? 0 : static_cast<unsigned>(removedNodes_.size()));
-  if (!fullSync_) {
+  auto removed = request.initRemovedNodes(full ? 0 : static_cast<unsigned>(removedNodes_.size()));
+  if (!full) {
     unsigned r = 0;
     for (const auto& name : removedNodes_) removed.set(r++, name);
   }
 
   auto reply = scheduler_.call<schema::ScheduleResult>(VMHOST_METHOD_SCHEDULER_SCHEDULE, message);
   auto seconds = std::chrono::duration<double>(Clock::now() - started).count();
-  if (!reply.ok()) {
-    // The plugin failed this call: keep the node deltas for the next one and
-    // say why on the VM; it is retried with the unschedulable ones.
+  // The call failed, or answered with a node the host does not have: say
+  // why on the VM; it is retried with the unschedulable ones. What such a
+  // call left in the plugin's cache is unknown, so the next call is a full
+  // sync.
+  auto schedulerError = [&](const std::string& msg) {
+    fullSync_ = true;
     if (attempts_) attempts_->inc({"error"});
     if (latency_) latency_->observe({"error"}, seconds);
-    std::string msg = reply.error().message;
-    if (unschedulable_[key] != msg) {
-      unschedulable_[key] = msg;
-      (void)api::updateVirtualMachineStatus(
-          store_, key.first, key.second, [&](api::VirtualMachineStatus& s) {
-            if (!s.nodeName.empty()) return false;
-            // Scheduling: being placed, but the scheduler failed this attempt
-            // (Pending means no node fits).
-            s.phase = "Scheduling";
-            return api::setCondition(s.conditions, "Scheduled", "False", "SchedulerError", msg) ||
-                   true;
-          });
-    }
-    return;
+    if (unschedulable_.count(key) && unschedulable_[key] == msg) return;
+    unschedulable_[key] = msg;
+    (void)api::updateVirtualMachineStatus(
+        store_, key.first, key.second, [&](api::VirtualMachineStatus& s) {
+          if (!s.nodeName.empty()) return false;
+          // Scheduling: being placed, but the scheduler failed this attempt
+          // (Pending means no node fits).
+          s.phase = "Scheduling";
+          return api::setCondition(s.conditions, "Scheduled", "False", "SchedulerError", msg) ||
+                 true;
+        });
+  };
+  if (!reply.ok()) return schedulerError(reply.error().message);
+  auto result = reply.value().get();
+  if (result.isScheduled() && !nodes_.count(result.getScheduled().getNode().cStr())) {
+    return schedulerError("the scheduler plugin chose node \"" +
+                          std::string(result.getScheduled().getNode().cStr()) +
+                          "\", which is not a known node");
   }
   fullSync_ = false;
   dirtyNodes_.clear();
   removedNodes_.clear();
-  auto result = reply.value().get();
   if (result.isScheduled()) {
     std::string node = result.getScheduled().getNode().cStr();
-    auto written = api::updateVirtualMachineStatus(
-        store_, key.first, key.second, [&](api::VirtualMachineStatus& s) {
-          if (!s.nodeName.empty()) return false;  // bound meanwhile: never re-place
-          s.nodeName = node;
-          s.phase = "Scheduled";
-          api::setCondition(s.conditions, "Scheduled", "True", "Scheduled",
-                            "placed on node " + node);
-          return true;
-        });
-    if (!written.ok()) {
+    // The plugin has added the VM to `node` in its cache ("assume"), but
+    // whether the VM really is there is only known once the write below
+    // has happened, or not. Resending the node with the host's figures on
+    // the next call, whatever the outcome, keeps the plugin's count equal
+    // to the host's (allocated_) without trusting how the plugin assumed.
+    dirtyNodes_.insert(node);
+    auto bound = bind(key, entry, node);
+    if (!bound.ok()) {
       if (attempts_) attempts_->inc({"error"});
       std::fprintf(stderr, "controller: vm %s/%s: binding to %s: %s\n", key.first.c_str(),
-                   key.second.c_str(), node.c_str(), written.error().message.c_str());
-      // The plugin assumed the placement; resend that node's real figures.
-      dirtyNodes_.insert(node);
+                   key.second.c_str(), node.c_str(), bound.error().message.c_str());
+      unschedulable_.try_emplace(key);  // tried again with the unschedulable ones
+      return;
+    }
+    if (!bound.value()) {
+      // The VM changed, went away or was bound by another writer after the
+      // plugin saw it: the decision is void. Its watch event brings the VM
+      // as it is now (and queues it again if it still wants a node).
+      if (attempts_) attempts_->inc({"stale"});
       return;
     }
     ++placements_;
     if (attempts_) attempts_->inc({"scheduled"});
     if (latency_) latency_->observe({"scheduled"}, seconds);
     unschedulable_.erase(key);
-    // Account for it now; the watch event that follows confirms it.
+    // Account for it now; its watch event, at the same revision, is skipped.
     store::WatchEvent event;
     event.type = store::WatchEventType::kModified;
-    store::StoredObject object;
-    object.key = api::virtualMachineKey(key.first, key.second);
-    object.value = api::storeValue(written.value());
-    object.modRevision = std::stoll(written.value().metadata.resourceVersion.empty()
-                                        ? "0"
-                                        : written.value().metadata.resourceVersion);
-    event.object = std::make_shared<store::StoredObject>(std::move(object));
+    event.object = std::make_shared<store::StoredObject>(std::move(*bound.value()));
     applyVm(event);
-    // The plugin's cache already holds the assumed allocation for `node`.
-    dirtyNodes_.erase(node);
     return;
   }
   std::string msg = result.getUnschedulable().getMessage().cStr();
@@ -342,72 +370,138 @@ void SchedulingController::scheduleOne(const VmKey& key) {
   }
 }
 
-void SchedulingController::run(std::stop_token stop) {
-  while (!stop.stop_requested()) {
-    if (!resync()) {
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-      continue;
+Result<std::optional<store::StoredObject>> SchedulingController::bind(const VmKey& key,
+                                                                      const VmEntry& asked,
+                                                                      const std::string& node) {
+  // updateVirtualMachineStatus() lets a mutation see the status only; the
+  // checks here need the whole object, under the same optimistic concurrency.
+  auto storeKey = api::virtualMachineKey(key.first, key.second);
+  constexpr int kMaxAttempts = 16;
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    auto cur = store_.get(storeKey);
+    if (!cur.ok()) {
+      if (cur.error().code == VMHOST_ERR_NOT_FOUND) return std::optional<store::StoredObject>();
+      return cur.error();
     }
+    auto decoded = api::decodeStoredVirtualMachine(cur.value());
+    if (!decoded.ok()) return decoded.error();
+    api::VirtualMachine& vm = decoded.value();
+    // Only the VM the plugin was asked about, as it was asked: the same
+    // object (a deleted and re-created VM has a new uid), still unbound and
+    // wanting a node (not Halted, not being deleted), asking for the same
+    // resources on the same nodes.
+    if (vm.metadata.uid != asked.vm.metadata.uid || !wantsPlacement(vm) ||
+        vm.spec.cpu.cores * 1000 != asked.cpuMillis ||
+        vm.spec.memory.value() != asked.memoryBytes ||
+        vm.spec.nodeSelector != asked.vm.spec.nodeSelector) {
+      return std::optional<store::StoredObject>();
+    }
+    vm.status.nodeName = node;
+    vm.status.phase = "Scheduled";
+    api::setCondition(vm.status.conditions, "Scheduled", "True", "Scheduled",
+                      "placed on node " + node);
+    if (auto errs = api::validateVirtualMachineStatus(vm.status); !errs.empty()) {
+      return Error{VMHOST_ERR_INVALID_ARGUMENT, errs.front().toString(), false};
+    }
+    std::string value = api::storeValue(vm);
+    auto written = store_.update(storeKey, value, cur.value().modRevision);
+    if (written.ok()) {
+      store::StoredObject object;
+      object.key = storeKey;
+      object.value = std::move(value);
+      object.createRevision = written.value().createRevision;
+      object.modRevision = written.value().modRevision;
+      return std::optional<store::StoredObject>(std::move(object));
+    }
+    if (written.error().code != VMHOST_ERR_ABORTED) return written.error();
+  }
+  return Error{VMHOST_ERR_ABORTED,
+               storeKey.describe() + ": status update kept conflicting with other writers", true};
+}
+
+bool SchedulingController::runOnce(std::stop_token stop) {
+  if (!vmWatch_ || !nodeWatch_) {
+    vmWatch_.reset();
+    nodeWatch_.reset();
+    if (!resync()) return false;
     auto vmWatch = store_.watch(api::kVirtualMachinesResource, "", vmRevision_);
     auto nodeWatch = store_.watch(api::kNodesResource, "", nodeRevision_);
     if (!vmWatch.ok() || !nodeWatch.ok()) {
       std::fprintf(stderr, "controller: cannot watch: %s\n",
                    (vmWatch.ok() ? nodeWatch.error() : vmWatch.error()).message.c_str());
+      return false;
+    }
+    vmWatch_ = std::move(vmWatch.value());
+    nodeWatch_ = std::move(nodeWatch.value());
+    auto wake = [this] {
+      std::lock_guard<std::mutex> lock(wakeMu_);
+      woken_ = true;
+      wakeCv_.notify_one();
+    };
+    vmWatch_->setNotify(wake);
+    nodeWatch_->setNotify(wake);
+    lastRetry_ = Clock::now();
+  }
+  // Drain both watches (bounded per round so a flood cannot starve scheduling).
+  bool relist = false;
+  for (int n = 0; n < 10000; ++n) {
+    auto event = nodeWatch_->tryNext();
+    if (!event) break;
+    if (event->type == store::WatchEventType::kError) {
+      relist = true;
+      break;
+    }
+    applyNode(*event);
+  }
+  for (int n = 0; n < 10000 && !relist; ++n) {
+    auto event = vmWatch_->tryNext();
+    if (!event) break;
+    if (event->type == store::WatchEventType::kError) {
+      relist = true;
+      break;
+    }
+    applyVm(*event);
+  }
+  if (relist) {
+    // A watch ended (too slow, compacted): the next round lists again, and
+    // run() starts it without waiting.
+    vmWatch_.reset();
+    nodeWatch_.reset();
+    std::lock_guard<std::mutex> lock(wakeMu_);
+    woken_ = true;
+    return true;
+  }
+  if (Clock::now() - lastRetry_ >= options_.retryInterval) {
+    retryUnschedulable_ = true;
+    lastRetry_ = Clock::now();
+  }
+  if (retryUnschedulable_) {
+    for (const auto& [key, message] : unschedulable_) queue_.insert(key);
+    retryUnschedulable_ = false;
+  }
+  updatePhaseGauge();
+  auto halted = std::move(halted_);
+  halted_.clear();
+  for (const auto& key : halted) markHalted(key);
+  auto queue = std::move(queue_);
+  queue_.clear();
+  for (const auto& key : queue) {
+    if (stop.stop_requested()) break;
+    scheduleOne(key);
+  }
+  return true;
+}
+
+void SchedulingController::run(std::stop_token stop) {
+  while (!stop.stop_requested()) {
+    if (!runOnce(stop)) {
       std::this_thread::sleep_for(std::chrono::seconds(1));
       continue;
     }
-    std::mutex mu;
-    std::condition_variable cv;
-    bool woken = false;
-    auto wake = [&] {
-      std::lock_guard<std::mutex> lock(mu);
-      woken = true;
-      cv.notify_one();
-    };
-    vmWatch.value()->setNotify(wake);
-    nodeWatch.value()->setNotify(wake);
-    auto lastRetry = Clock::now();
-    bool relist = false;
-    while (!stop.stop_requested() && !relist) {
-      // Drain both watches (bounded per round so a flood cannot starve scheduling).
-      for (int n = 0; n < 10000; ++n) {
-        auto event = nodeWatch.value()->tryNext();
-        if (!event) break;
-        if (event->type == store::WatchEventType::kError) {
-          relist = true;
-          break;
-        }
-        applyNode(*event);
-      }
-      for (int n = 0; n < 10000 && !relist; ++n) {
-        auto event = vmWatch.value()->tryNext();
-        if (!event) break;
-        if (event->type == store::WatchEventType::kError) {
-          relist = true;
-          break;
-        }
-        applyVm(*event);
-      }
-      if (relist) break;
-      if (Clock::now() - lastRetry >= options_.retryInterval) {
-        for (const auto& [key, message] : unschedulable_) queue_.insert(key);
-        lastRetry = Clock::now();
-      }
-      updatePhaseGauge();
-      auto halted = std::move(halted_);
-      halted_.clear();
-      for (const auto& key : halted) markHalted(key);
-      auto queue = std::move(queue_);
-      queue_.clear();
-      for (const auto& key : queue) {
-        if (stop.stop_requested()) break;
-        scheduleOne(key);
-      }
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait_for(lock, std::chrono::milliseconds(200),
-                  [&] { return woken || stop.stop_requested(); });
-      woken = false;
-    }
+    std::unique_lock<std::mutex> lock(wakeMu_);
+    wakeCv_.wait_for(lock, std::chrono::milliseconds(200),
+                     [&] { return woken_ || stop.stop_requested(); });
+    woken_ = false;
   }
 }
 

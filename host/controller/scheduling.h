@@ -7,6 +7,13 @@
 // placement. A restart re-lists and converges; a VM is bound once (the
 // status write uses optimistic concurrency, and a bound VM is never
 // re-placed here).
+//
+// The plugin is sent the node list as sdk/schema/scheduler.capnp says: in
+// full on every call unless it declares VMHOST_CAP_SCHEDULER_NODE_CACHE,
+// otherwise in full after a (re)list or a failed call and as deltas between.
+// A plugin decision is written only onto the VM the plugin saw (same uid,
+// resources, selector, still wanting a node); a VM that changed meanwhile
+// waits for its watch event and is placed afresh.
 #pragma once
 
 #include "api/types.h"
@@ -17,7 +24,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <set>
 #include <stop_token>
 #include <string>
@@ -39,6 +50,14 @@ class SchedulingController {
   // Runs until `stop` is requested (checked at least every 200 ms).
   void run(std::stop_token stop);
 
+  // One round of run() without the wait: lists and watches the store when
+  // not watching yet (or after a watch ended), applies the changes the
+  // watches hold, marks the Halted VMs stopped and tries every VM due for
+  // placement. False when the store cannot be listed or watched. run()
+  // calls it in a loop; tests call it directly to interleave their own
+  // writes with the controller's rounds. Not for use while run() runs.
+  bool runOnce(std::stop_token stop = {});
+
   // The number of VMs placed since construction (for tests and metrics).
   uint64_t placements() const { return placements_.load(); }
 
@@ -47,6 +66,7 @@ class SchedulingController {
     api::VirtualMachine vm;
     int64_t cpuMillis = 0;
     int64_t memoryBytes = 0;
+    int64_t revision = 0;  // the store revision this entry reflects
   };
   using VmKey = std::pair<std::string, std::string>;  // namespace, name
 
@@ -56,6 +76,11 @@ class SchedulingController {
   bool holdsResources(const api::VirtualMachine& vm) const;
   bool wantsPlacement(const api::VirtualMachine& vm) const;
   void scheduleOne(const VmKey& key);
+  // Writes the plugin's choice of `node` into the VM, if the VM in the store
+  // still is the one the plugin was asked about (`asked`). The object as
+  // written; nullopt when the VM changed, went away or was bound meanwhile.
+  Result<std::optional<store::StoredObject>> bind(const VmKey& key, const VmEntry& asked,
+                                                  const std::string& node);
   void markHalted(const VmKey& key);
 
   store::Store& store_;
@@ -70,10 +95,18 @@ class SchedulingController {
 
   std::map<VmKey, VmEntry> vms_;
   std::map<std::string, api::Node> nodes_;
-  // Nodes to (re)send to the plugin on the next call; all of them after a resync.
+  // The plugin declares VMHOST_CAP_SCHEDULER_NODE_CACHE: it is sent deltas.
+  // Otherwise every call carries every node (fullSync).
+  const bool nodeCache_;
+  // Nodes to (re)send to the plugin on the next call: those whose figures
+  // changed here since the last call, and the node that call placed a VM on
+  // (the plugin assumed it; the host's count is what the bind left). With
+  // removedNodes_ this keeps the plugin's cache equal to nodes_/allocated_.
   std::set<std::string> dirtyNodes_;
   std::set<std::string> removedNodes_;
-  bool fullSync_ = true;
+  bool fullSync_ = true;  // after a resync or a failed call: send everything
+  // An unschedulable VM may fit now (a node changed, a VM freed room).
+  bool retryUnschedulable_ = false;
   // VMs seen unschedulable, with the message last written (avoids rewriting it).
   std::map<VmKey, std::string> unschedulable_;
   // Sum of the requests of the VMs holding resources on each node: cpu millis, memory bytes.
@@ -82,6 +115,14 @@ class SchedulingController {
   std::set<VmKey> halted_;  // never-placed VMs with runStrategy Halted: phase Stopped
   int64_t vmRevision_ = 0;
   int64_t nodeRevision_ = 0;
+  // The watches' notify wakes run() between rounds. Declared before the
+  // watches, which are destroyed first and wait for a notify in flight.
+  std::mutex wakeMu_;
+  std::condition_variable wakeCv_;
+  bool woken_ = false;
+  std::unique_ptr<store::Watch> vmWatch_;  // null: list again before the next round
+  std::unique_ptr<store::Watch> nodeWatch_;
+  std::chrono::steady_clock::time_point lastRetry_;
   std::atomic<uint64_t> placements_{0};
 };
 

@@ -9,13 +9,23 @@ using Common = import "common.capnp";
 
 # VMHOST_METHOD_SCHEDULER_SCHEDULE request.
 #
-# The node list is batched and cached: an instance keeps the nodes it was
-# sent. With `fullSync` the list replaces the cache; otherwise `nodes` holds
-# only nodes added or changed since the previous call on this instance and
-# `removedNodes` the ones gone. After a successful placement the plugin adds
-# the VM's requests to the chosen node's `allocated` in its cache (the host's
-# next update of that node overrides it), so back-to-back calls see each
-# other's placements without the host resending the node.
+# A plugin that does not declare VMHOST_CAP_SCHEDULER_NODE_CACHE gets
+# `fullSync` with every node on every call, and need keep nothing between
+# calls.
+#
+# One that declares it keeps the nodes it was sent. With `fullSync` the list
+# replaces the cache (the first call, after the host re-lists its state, and
+# after a call that failed); otherwise `nodes` holds only the nodes added or
+# changed since the previous call on this instance and `removedNodes` the
+# ones gone. After a placement the plugin adds the VM's requests to the
+# chosen node's `allocated` in its cache ("assume"). The host resends the
+# chosen node on its next call whatever became of the placement: its
+# `allocated` then includes the VM if the host's write of the decision took,
+# and not if the VM changed, went away or was bound elsewhere meanwhile. A
+# node whose allocation changes on the host (a VM deleted, stopped, moved)
+# is resent too. So at the start of every call the cache holds the host's
+# own figures, however the plugin assumed; no field says which VMs came or
+# went, because the resent node already carries their sum.
 struct ScheduleRequest @0xfcc300996048058d {
   vm @0 :Common.VmSpec;
   nodes @1 :List(Common.NodeInfo);
