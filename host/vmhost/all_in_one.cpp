@@ -1,6 +1,6 @@
 #include "vmhost/all_in_one.h"
 
-#include "api/server.h"
+#include "apiserver/server.h"
 #include "common/config.h"
 #include "common/metrics.h"
 #include "common/store/sqlite_store.h"
@@ -253,14 +253,14 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
   // ---- controller side
   std::optional<node::LibvirtConsoles> consoles;
   if (mode == Mode::kAllInOne) consoles.emplace(*libvirt);
-  std::unique_ptr<api::Server> server;
+  std::unique_ptr<apiserver::Server> server;
   std::unique_ptr<controller::SchedulingController> scheduling;
   std::unique_ptr<controller::EvictionController> eviction;
   std::unique_ptr<controller::DeadNodeRecovery> recovery;
   std::unique_ptr<controller::NodeServer> nodeServer;
   uint16_t apiPort = 0, clusterPort = 0;
   if (controllerSide) {
-    api::ServerOptions serverOptions;
+    apiserver::ServerOptions serverOptions;
     serverOptions.listenAddress = config.listen;
     // Consoles of VMs on other hosts go through their nodes: not yet.
     serverOptions.consoles = consoles ? &*consoles : nullptr;
@@ -274,7 +274,7 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
         return issueNodeCertificate(*t, node, csr);
       };
     }
-    server = std::make_unique<api::Server>(*store, registry, serverOptions);
+    server = std::make_unique<apiserver::Server>(*store, registry, serverOptions);
     auto port = server->start();
     if (!port.ok()) {
       std::fprintf(stderr, "listen %s: %s\n", config.listen.c_str(), port.error().message.c_str());

@@ -3,7 +3,7 @@
 //   api_test_server DATA_DIR [LISTEN_ADDR] [NODE_NAME]
 // Prints "port N" once listening; runs until SIGINT/SIGTERM.
 #include "api/objects.h"
-#include "api/server.h"
+#include "apiserver/server.h"
 #include "common/store/sqlite_store.h"
 
 #include <csignal>
@@ -33,9 +33,9 @@ int main(int argc, char** argv) {
     if (!r) std::cerr << r.error().describe() << "\n";
   }
   vmhost::metrics::Registry metrics;
-  vmhost::api::ServerOptions opts;
+  vmhost::apiserver::ServerOptions opts;
   opts.listenAddress = argc > 2 ? argv[2] : "127.0.0.1:0";
-  vmhost::api::Server server(**store, metrics, opts);
+  vmhost::apiserver::Server server(**store, metrics, opts);
   auto port = server.start();
   if (!port) {
     std::cerr << port.error().describe() << "\n";

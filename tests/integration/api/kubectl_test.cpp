@@ -9,7 +9,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "api/objects.h"
-#include "api/server.h"
+#include "apiserver/server.h"
 #include "common/store/sqlite_store.h"
 
 #include <arpa/inet.h>
@@ -97,7 +97,7 @@ class Env {
   fs::path dir;
   std::unique_ptr<store::SqliteStore> store;
   metrics::Registry metrics;
-  std::unique_ptr<api::Server> server;
+  std::unique_ptr<apiserver::Server> server;
   uint16_t port = 0;
   std::string kubectl;
   // kubectl's minor version: v1.20 (Debian's) validates manifests itself
@@ -224,9 +224,9 @@ class Env {
     auto s = store::SqliteStore::open((dir / "data").string());
     BOOST_TEST_REQUIRE(s.ok(), (s.ok() ? "" : s.error().describe()));
     store = std::move(s.value());
-    api::ServerOptions opts;
+    apiserver::ServerOptions opts;
     opts.listenAddress = "127.0.0.1:0";
-    server = std::make_unique<api::Server>(*store, metrics, opts);
+    server = std::make_unique<apiserver::Server>(*store, metrics, opts);
     auto p = server->start();
     BOOST_TEST_REQUIRE(p.ok(), (p.ok() ? "" : p.error().describe()));
     port = *p;

@@ -10,12 +10,14 @@
 // so JSON merge patch) and for `kubectl explain`.
 #pragma once
 
-#include "api/validation.h"
+#include "apiserver/http.h"
+#include "apiserver/resources/registry.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
-namespace vmhost::api {
+namespace vmhost::apiserver {
 
 struct OpenApiDocs {
   std::string v2Json;
@@ -29,16 +31,22 @@ struct OpenApiDocs {
   std::vector<GroupVersionDoc> v3;
 };
 
-// Builds every document once (they only change with the binary).
-OpenApiDocs buildOpenApiDocs(const std::string& serverVersion);
+// Builds every document once, from the registered resources (they only
+// change with the binary).
+OpenApiDocs buildOpenApiDocs(const std::vector<ResourceRegistration>& resources,
+                             const std::string& serverVersion);
 
 // The component schemas by name (io.vmhost.v1.VirtualMachine, ...), OpenAPI
 // v3 style; exposed for tests.
-Json openApiSchemas();
+Json openApiSchemas(const std::vector<ResourceRegistration>& resources);
+
+// GET /openapi/v2, /openapi/v3, /openapi/v3/<group-version>; nullopt for
+// another path.
+std::optional<Reply> serveOpenApi(const OpenApiDocs& docs, const Request& req);
 
 // Encodes a Swagger 2.0 JSON document as gnostic's openapi_v2.Document
 // protobuf (the subset kube-openapi reads: paths, definitions, vendor
 // extensions as YAML).
 std::string swaggerToProtobuf(const Json& swagger);
 
-}  // namespace vmhost::api
+}  // namespace vmhost::apiserver

@@ -26,7 +26,13 @@
 // components that share the registry.
 //
 // The store is the only state: whatever the API writes, reconcilers see
-// through Store::watch() on the same store (objects.h has the codec).
+// through Store::watch() on the same store (api/objects.h has the codec).
+//
+// Layout (one place per concept): http.h (requests, replies, bodies),
+// auth.h, resource.h + rest.h (the generic REST machinery),
+// resources/ (one file per resource, and the registry table), discovery.h,
+// openapi.h, namespaces.h, console_route.h, certificate_route.h; this file
+// only wires them.
 //
 // Threading: the server runs its own KJ event loop on one thread. Handlers
 // call the (thread-safe, synchronous) store from that thread; store watch
@@ -35,6 +41,7 @@
 #pragma once
 
 #include "api/console.h"
+#include "apiserver/certificate_route.h"
 #include "common/metrics.h"
 #include "common/result.h"
 #include "common/store/store.h"
@@ -46,7 +53,7 @@
 #include <string>
 #include <vector>
 
-namespace vmhost::api {
+namespace vmhost::apiserver {
 
 struct ServerOptions {
   // "127.0.0.1:0" picks a free port (see Server::port()).
@@ -61,7 +68,7 @@ struct ServerOptions {
   std::string vmhostVersion = "0.1.0";
   // Serves .../virtualmachines/<name>/console; nullptr answers 503. Not
   // owned; must outlive the Server.
-  ConsoleProvider* consoles = nullptr;
+  api::ConsoleProvider* consoles = nullptr;
 
   // https with this certificate and key (PEM) when both are set.
   std::string tlsCertPem, tlsKeyPem;
@@ -72,8 +79,7 @@ struct ServerOptions {
   // POST /apis/vmhost.io/v1/nodes/<name>/certificate, authenticated with
   // `joinToken` (not an API token): signs a joining node's certificate
   // request (PEM body) and returns {"certificate": PEM}. Unset: 404.
-  std::function<Result<std::string>(const std::string& node, const std::string& csrPem)>
-      issueNodeCertificate;
+  CertificateIssuer issueNodeCertificate;
   std::string joinToken;
 };
 
@@ -101,4 +107,4 @@ class Server {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace vmhost::api
+}  // namespace vmhost::apiserver

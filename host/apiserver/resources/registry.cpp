@@ -1,0 +1,14 @@
+#include "apiserver/resources/registry.h"
+
+namespace vmhost::apiserver {
+
+const std::vector<ResourceRegistration>& registeredResources() {
+  static const std::vector<ResourceRegistration> table = {
+      virtualMachineResource(),
+      nodeResource(),
+      kubevirtVmResource(),
+  };
+  return table;
+}
+
+}  // namespace vmhost::apiserver
