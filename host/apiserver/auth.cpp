@@ -1,5 +1,7 @@
 #include "apiserver/auth.h"
 
+#include "common/secret.h"
+
 #include <cstdio>
 
 namespace vmhost::apiserver {
@@ -7,14 +9,6 @@ namespace vmhost::apiserver {
 bool isCertificateRequest(const Request& req) {
   return req.segments.size() == 6 && req.segments[0] == "apis" && req.segments[3] == "nodes" &&
          req.segments[5] == "certificate";
-}
-
-bool sameSecret(const std::string& a, const std::string& b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
-  }
-  return diff == 0;
 }
 
 std::optional<Reply> authenticate(const Request& req, const std::string& authorization,

@@ -25,7 +25,4 @@ bool isCertificateRequest(const Request& req);
 std::optional<Reply> authenticate(const Request& req, const std::string& authorization,
                                   const Credentials& credentials);
 
-// Compares without an early exit, so timing says nothing about a token.
-bool sameSecret(const std::string& a, const std::string& b);
-
 }  // namespace vmhost::apiserver

@@ -8,6 +8,8 @@
 #include "apiserver/openapi.h"
 #include "apiserver/resource.h"
 #include "apiserver/resources/registry.h"
+#include "common/net/event_loop_thread.h"
+#include "common/net/tls.h"
 
 #include <kj/async-io.h>
 #include <kj/compat/http.h>
@@ -245,60 +247,29 @@ struct Server::Impl {
   metrics::Registry& metrics;
   ServerOptions options;
   std::atomic<uint16_t> port{0};
-  std::thread thread;
-  std::mutex mu;
-  bool started = false;
-  kj::Own<kj::CrossThreadPromiseFulfiller<void>> stopFulfiller;
+  net::EventLoopThread loop;
 
-  void run(std::promise<Result<uint16_t>>& ready) {
-    bool reported = false;
-    try {
-      auto io = kj::setupAsyncIo();
-      kj::HttpHeaderTable::Builder builder;
-      HeaderIds ids{builder.add("Accept"), builder.add("Warning"), builder.add("Authorization")};
-      auto table = builder.build();
-      ApiService service(store, metrics, options, io.provider->getTimer(), *table, ids, port);
-      kj::HttpServer http(io.provider->getTimer(), *table, service);
-      auto addr = io.provider->getNetwork().parseAddress(options.listenAddress).wait(io.waitScope);
-      kj::Own<kj::ConnectionReceiver> listener = addr->listen();
-      kj::Own<kj::TlsContext> tls;
-      kj::Maybe<kj::TlsKeypair> keypair;
-      if (!options.tlsCertPem.empty() && !options.tlsKeyPem.empty()) {
-        keypair = kj::TlsKeypair{kj::TlsPrivateKey(options.tlsKeyPem.c_str()),
-                                 kj::TlsCertificate(options.tlsCertPem.c_str())};
-        kj::TlsContext::Options o;
-        o.useSystemTrustStore = false;
-        o.defaultKeypair = KJ_ASSERT_NONNULL(keypair);
-        o.timer = io.provider->getTimer();
-        o.acceptTimeout = 10 * kj::SECONDS;
-        tls = kj::heap<kj::TlsContext>(kj::mv(o));
-        uint16_t bound = static_cast<uint16_t>(listener->getPort());
-        listener = tls->wrapPort(kj::mv(listener));
-        port = bound;
-      }
-      if (!tls) port = static_cast<uint16_t>(listener->getPort());
-      auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
-      {
-        std::lock_guard lock(mu);
-        stopFulfiller = kj::mv(paf.fulfiller);
-      }
-      ready.set_value(port.load());
-      reported = true;
-      http.listenHttp(*listener).exclusiveJoin(kj::mv(paf.promise)).wait(io.waitScope);
-    } catch (const kj::Exception& e) {
-      if (!reported) {
-        ready.set_value(Error{VMHOST_ERR_UNAVAILABLE,
-                              "cannot serve the API on " + options.listenAddress + ": " +
-                                  std::string(e.getDescription().cStr()),
-                              false});
-      }
-    } catch (const std::exception& e) {
-      if (!reported) {
-        ready.set_value(Error{VMHOST_ERR_UNAVAILABLE,
-                              "cannot serve the API on " + options.listenAddress + ": " + e.what(),
-                              false});
-      }
+  void run(net::LoopContext& ctx) {
+    kj::HttpHeaderTable::Builder builder;
+    HeaderIds ids{builder.add("Accept"), builder.add("Warning"), builder.add("Authorization")};
+    auto table = builder.build();
+    ApiService service(store, metrics, options, ctx.timer(), *table, ids, port);
+    kj::HttpServer http(ctx.timer(), *table, service);
+    auto addr =
+        ctx.io.provider->getNetwork().parseAddress(options.listenAddress).wait(ctx.io.waitScope);
+    kj::Own<kj::ConnectionReceiver> listener = addr->listen();
+    port = static_cast<uint16_t>(listener->getPort());
+    std::unique_ptr<net::Tls> tls;
+    if (!options.tlsCertPem.empty() && !options.tlsKeyPem.empty()) {
+      auto made = net::serverTls({"", options.tlsCertPem, options.tlsKeyPem},
+                                 net::ClientCertificates::kNotAsked, ctx.timer(),
+                                 "the API on " + options.listenAddress);
+      if (!made.ok()) return ctx.failed(made.error());
+      tls = std::move(made.value());
+      listener = tls->context->wrapPort(kj::mv(listener));
     }
+    ctx.ready(port.load());
+    http.listenHttp(*listener).exclusiveJoin(ctx.stopped()).wait(ctx.io.waitScope);
   }
 };
 
@@ -308,30 +279,11 @@ Server::Server(store::Store& store, metrics::Registry& metrics, ServerOptions op
 Server::~Server() { stop(); }
 
 Result<uint16_t> Server::start() {
-  {
-    std::lock_guard lock(impl_->mu);
-    if (impl_->started) return Error{VMHOST_ERR_FAILED_PRECONDITION, "already started", false};
-    impl_->started = true;
-  }
-  // Shared: the thread may still be inside set_value() when get() returns.
-  auto ready = std::make_shared<std::promise<Result<uint16_t>>>();
-  auto future = ready->get_future();
-  impl_->thread = std::thread([this, ready] { impl_->run(*ready); });
-  Result<uint16_t> r = future.get();
-  if (!r) impl_->thread.join();
-  return r;
+  return impl_->loop.start("the API on " + impl_->options.listenAddress,
+                           [this](net::LoopContext& ctx) { impl_->run(ctx); });
 }
 
-void Server::stop() {
-  kj::Own<kj::CrossThreadPromiseFulfiller<void>> f;
-  {
-    std::lock_guard lock(impl_->mu);
-    f = kj::mv(impl_->stopFulfiller);
-  }
-  if (f) f->fulfill();
-  f = nullptr;
-  if (impl_->thread.joinable()) impl_->thread.join();
-}
+void Server::stop() { impl_->loop.stop(); }
 
 uint16_t Server::port() const { return impl_->port.load(); }
 

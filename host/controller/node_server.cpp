@@ -2,6 +2,9 @@
 
 #include "api/conditions.h"
 #include "api/objects.h"
+#include "common/net/event_loop_thread.h"
+#include "common/net/tls.h"
+#include "common/secret.h"
 #include "common/waker.h"
 #include "controller/eviction.h"
 #include "rpc/cluster.capnp.h"
@@ -18,7 +21,6 @@
 #include <atomic>
 #include <cstdio>
 #include <deque>
-#include <future>
 #include <map>
 #include <mutex>
 #include <regex>
@@ -36,15 +38,6 @@ void logLine(const std::string& line) { std::fprintf(stderr, "controller: %s\n",
 bool validNodeName(const std::string& name) {
   static const std::regex kName("[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?");
   return std::regex_match(name, kName);
-}
-
-// Compares without an early exit, so timing says nothing about the token.
-bool sameToken(const std::string& a, const std::string& b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
-  }
-  return diff == 0;
 }
 
 std::string text(capnp::Data::Reader d) {
@@ -80,10 +73,6 @@ struct NodeServer::Impl {
   metrics::Registry& metrics;
   NodeServerOptions options;
   std::atomic<uint16_t> port{0};
-  std::thread thread;
-  std::mutex mu;
-  bool started = false;
-  kj::Own<kj::CrossThreadPromiseFulfiller<void>> stopFulfiller;
 
   // ---- loop-thread state
   std::map<std::string, std::shared_ptr<NodeConn>> conns;
@@ -256,7 +245,10 @@ struct NodeServer::Impl {
     }
   }
 
-  void run(std::promise<Result<uint16_t>>& ready);
+  void run(net::LoopContext& ctx);
+
+  // Last, so that it stops (and run() returns) before what run() uses goes.
+  net::EventLoopThread loop;
 };
 
 namespace {
@@ -374,7 +366,7 @@ class ClusterImpl final : public rpc::Cluster::Server {
         return refuse("the client certificate is for node '" + *certName_ + "', not '" + name +
                       "'");
       }
-    } else if (!sameToken(req.getToken().cStr(), impl_.options.joinToken)) {
+    } else if (!sameSecret(req.getToken().cStr(), impl_.options.joinToken)) {
       return refuse("wrong join token");
     }
     if (!validNodeName(name)) return refuse("invalid node name");
@@ -486,68 +478,39 @@ kj::Promise<void> acceptLoop(NodeServer::Impl& impl, kj::ConnectionReceiver& lis
 
 }  // namespace
 
-void NodeServer::Impl::run(std::promise<Result<uint16_t>>& ready) {
-  bool reported = false;
-  try {
-    auto io = kj::setupAsyncIo();
-    ErrorLogger errors;
-    kj::TaskSet taskSet(errors);
-    tasks = &taskSet;
-    auto& timer = io.provider->getTimer();
-    if (auto s = relist(); !s.ok()) {
-      ready.set_value(s.error());
-      return;
-    }
-    // Every known node gets a full timeout from now: a restarted controller
-    // does not declare the cluster dead.
-    if (auto nodes = store.list(api::kNodesResource, ""); nodes.ok()) {
-      for (const auto& o : nodes.value().items) lastSeen[o.key.name] = Clock::now();
-    }
-    auto addr = io.provider->getNetwork().parseAddress(options.listenAddress).wait(io.waitScope);
-    auto listener = addr->listen();
-    kj::Own<kj::TlsContext> tls;
-    kj::Maybe<kj::TlsKeypair> keypair;
-    kj::Maybe<kj::TlsCertificate> ca;
-    if (!options.certPem.empty()) {
-      ca = kj::TlsCertificate(options.caPem.c_str());
-      keypair = kj::TlsKeypair{kj::TlsPrivateKey(options.keyPem.c_str()),
-                               kj::TlsCertificate(options.certPem.c_str())};
-      kj::TlsContext::Options o;
-      o.useSystemTrustStore = false;
-      o.verifyClients = true;
-      o.trustedCertificates = kj::arrayPtr(&KJ_ASSERT_NONNULL(ca), 1);
-      o.defaultKeypair = KJ_ASSERT_NONNULL(keypair);
-      o.timer = timer;
-      o.acceptTimeout = 10 * kj::SECONDS;
-      tls = kj::heap<kj::TlsContext>(kj::mv(o));
-    }
-    port = static_cast<uint16_t>(listener->getPort());
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
-    {
-      std::lock_guard lock(mu);
-      stopFulfiller = kj::mv(paf.fulfiller);
-    }
-    ready.set_value(port.load());
-    reported = true;
-    acceptLoop(*this, *listener, taskSet, tls.get())
-        .exclusiveJoin(watchLoop(timer))
-        .exclusiveJoin(heartbeatLoop(timer))
-        .exclusiveJoin(kj::mv(paf.promise))
-        .wait(io.waitScope);
-    if (watch) watch->setNotify(nullptr);
-    waker.reset();
-    conns.clear();
-    tasks = nullptr;
-  } catch (const kj::Exception& e) {
-    if (!reported) {
-      ready.set_value(Error{VMHOST_ERR_UNAVAILABLE,
-                            "cannot serve nodes on " + options.listenAddress + ": " +
-                                std::string(e.getDescription().cStr()),
-                            false});
-    } else {
-      logLine(std::string("node server stopped: ") + e.getDescription().cStr());
-    }
+void NodeServer::Impl::run(net::LoopContext& ctx) {
+  ErrorLogger errors;
+  kj::TaskSet taskSet(errors);
+  tasks = &taskSet;
+  KJ_DEFER(tasks = nullptr);
+  auto& timer = ctx.timer();
+  if (auto s = relist(); !s.ok()) return ctx.failed(s.error());
+  // Every known node gets a full timeout from now: a restarted controller
+  // does not declare the cluster dead.
+  if (auto nodes = store.list(api::kNodesResource, ""); nodes.ok()) {
+    for (const auto& o : nodes.value().items) lastSeen[o.key.name] = Clock::now();
   }
+  auto addr =
+      ctx.io.provider->getNetwork().parseAddress(options.listenAddress).wait(ctx.io.waitScope);
+  auto listener = addr->listen();
+  std::unique_ptr<net::Tls> tls;
+  if (!options.certPem.empty()) {
+    auto made = net::serverTls({options.caPem, options.certPem, options.keyPem},
+                               net::ClientCertificates::kRequired, timer,
+                               "the node server on " + options.listenAddress);
+    if (!made.ok()) return ctx.failed(made.error());
+    tls = std::move(made.value());
+  }
+  port = static_cast<uint16_t>(listener->getPort());
+  ctx.ready(port.load());
+  acceptLoop(*this, *listener, taskSet, tls ? tls->context.get() : nullptr)
+      .exclusiveJoin(watchLoop(timer))
+      .exclusiveJoin(heartbeatLoop(timer))
+      .exclusiveJoin(ctx.stopped())
+      .wait(ctx.io.waitScope);
+  if (watch) watch->setNotify(nullptr);
+  waker.reset();
+  conns.clear();
 }
 
 NodeServer::NodeServer(store::Store& store, metrics::Registry& metrics, NodeServerOptions options)
@@ -560,28 +523,10 @@ Result<uint16_t> NodeServer::start() {
     return Error{VMHOST_ERR_INVALID_ARGUMENT,
                  "the node server needs a join token of 16+ characters (cluster.joinToken)", false};
   }
-  {
-    std::lock_guard lock(impl_->mu);
-    if (impl_->started) return Error{VMHOST_ERR_FAILED_PRECONDITION, "already started", false};
-    impl_->started = true;
-  }
-  std::promise<Result<uint16_t>> ready;
-  auto future = ready.get_future();
-  impl_->thread = std::thread([this, &ready] { impl_->run(ready); });
-  auto r = future.get();
-  if (!r.ok() && impl_->thread.joinable()) impl_->thread.join();
-  return r;
+  return impl_->loop.start("nodes on " + impl_->options.listenAddress,
+                           [this](net::LoopContext& ctx) { impl_->run(ctx); });
 }
 
-void NodeServer::stop() {
-  {
-    std::lock_guard lock(impl_->mu);
-    if (impl_->stopFulfiller) {
-      impl_->stopFulfiller->fulfill();
-      impl_->stopFulfiller = nullptr;
-    }
-  }
-  if (impl_->thread.joinable()) impl_->thread.join();
-}
+void NodeServer::stop() { impl_->loop.stop(); }
 
 }  // namespace vmhost::controller

@@ -1,6 +1,8 @@
 #include "node/agent/rpc_control_plane.h"
 
 #include "api/objects.h"
+#include "common/net/event_loop_thread.h"
+#include "common/net/tls.h"
 #include "rpc/cluster.capnp.h"
 
 #include <capnp/rpc-twoparty.h>
@@ -91,9 +93,6 @@ struct RpcControlPlane::Impl {
   std::string lastError = "not connected yet";
   std::string nodeJson;  // set by registerNode(); the join carries it
   std::shared_ptr<FeedState> feed;
-  kj::Own<const kj::Executor> executor;
-  kj::Own<kj::CrossThreadPromiseFulfiller<void>> stopFulfiller;
-  std::thread thread;
 
   uint64_t joinAttempts = 0;  // finished join attempts, successful or not
 
@@ -146,7 +145,11 @@ struct RpcControlPlane::Impl {
     }
   }
 
-  void run();
+  void run(net::LoopContext& ctx);
+
+  // The connection's loop. Last, so that it stops (and run() returns)
+  // before the members run() uses are destroyed.
+  net::EventLoopThread loop;
 };
 
 namespace {
@@ -167,39 +170,23 @@ class EventsImpl final : public rpc::NodeEvents::Server {
 
 }  // namespace
 
-void RpcControlPlane::Impl::run() {
-  auto io = kj::setupAsyncIo();
-  auto& timer = io.provider->getTimer();
+void RpcControlPlane::Impl::run(net::LoopContext& ctx) {
+  auto& io = ctx.io;
+  auto& timer = ctx.timer();
   this->timer = &timer;
-  auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
-  auto stopped = paf.promise.fork();
-  {
-    std::lock_guard lock(mu);
-    executor = kj::getCurrentThreadExecutor().addRef();
-    stopFulfiller = kj::mv(paf.fulfiller);
-    if (stopping) stopFulfiller->fulfill();
-  }
-  cv.notify_all();
-  kj::Own<kj::TlsContext> tls;
-  kj::Maybe<kj::TlsKeypair> keypair;
-  kj::Maybe<kj::TlsCertificate> ca;
+  ctx.ready(0);
+  std::unique_ptr<net::Tls> tls;
   std::string serverHost =
       options.controllerAddress.substr(0, options.controllerAddress.rfind(':'));
   if (!serverHost.empty() && serverHost.front() == '[')
     serverHost = serverHost.substr(1, serverHost.size() - 2);
   if (!options.certPem.empty()) {
-    try {
-      ca = kj::TlsCertificate(options.caPem.c_str());
-      keypair = kj::TlsKeypair{kj::TlsPrivateKey(options.keyPem.c_str()),
-                               kj::TlsCertificate(options.certPem.c_str())};
-      kj::TlsContext::Options o;
-      o.useSystemTrustStore = false;
-      o.trustedCertificates = kj::arrayPtr(&KJ_ASSERT_NONNULL(ca), 1);
-      o.defaultKeypair = KJ_ASSERT_NONNULL(keypair);
-      tls = kj::heap<kj::TlsContext>(kj::mv(o));
-    } catch (const kj::Exception& e) {
+    auto made = net::clientTls({options.caPem, options.certPem, options.keyPem}, "the node");
+    if (made.ok()) {
+      tls = std::move(made.value());
+    } else {
       std::lock_guard lock(mu);
-      lastError = std::string("the node's TLS material is unusable: ") + e.getDescription().cStr();
+      lastError = made.error().message;
       log(lastError);
     }
   }
@@ -212,9 +199,7 @@ void RpcControlPlane::Impl::run() {
       node = nodeJson;
     }
     if (node.empty()) {  // registerNode() has not run yet
-      timer.afterDelay(100 * kj::MILLISECONDS)
-          .exclusiveJoin(stopped.addBranch())
-          .wait(io.waitScope);
+      timer.afterDelay(100 * kj::MILLISECONDS).exclusiveJoin(ctx.stopped()).wait(io.waitScope);
       continue;
     }
     try {
@@ -224,10 +209,10 @@ void RpcControlPlane::Impl::run() {
       if (tls) {
         // The controller's certificate must be the cluster CA's and name
         // the address the node was given.
-        stream =
-            timer
-                .timeoutAfter(10 * kj::SECONDS, tls->wrapClient(kj::mv(stream), serverHost.c_str()))
-                .wait(io.waitScope);
+        stream = timer
+                     .timeoutAfter(10 * kj::SECONDS,
+                                   tls->context->wrapClient(kj::mv(stream), serverHost.c_str()))
+                     .wait(io.waitScope);
       } else if (!options.certPem.empty()) {
         KJ_FAIL_REQUIRE("no usable TLS context; not connecting in the clear");
       }
@@ -262,7 +247,7 @@ void RpcControlPlane::Impl::run() {
       cv.notify_all();
       log("joined the controller at " + options.controllerAddress);
       backoff = 500 * kj::MILLISECONDS;
-      network.onDisconnect().exclusiveJoin(stopped.addBranch()).wait(io.waitScope);
+      network.onDisconnect().exclusiveJoin(ctx.stopped()).wait(io.waitScope);
       bool stop;
       {
         std::lock_guard lock(mu);
@@ -293,29 +278,26 @@ void RpcControlPlane::Impl::run() {
       if (stopping) break;
     }
     push(f, VmEvent{VmEvent::Type::kRelist, {}});
-    timer.afterDelay(backoff).exclusiveJoin(stopped.addBranch()).wait(io.waitScope);
+    timer.afterDelay(backoff).exclusiveJoin(ctx.stopped()).wait(io.waitScope);
     backoff = std::min(backoff * 2, 30 * kj::SECONDS);
   }
-  std::lock_guard lock(mu);
-  executor = nullptr;
 }
 
 RpcControlPlane::RpcControlPlane(RpcControlPlaneOptions options)
     : impl_(std::make_unique<Impl>(std::move(options))) {
-  impl_->thread = std::thread([this] { impl_->run(); });
-  std::unique_lock lock(impl_->mu);
-  impl_->cv.wait_for(lock, std::chrono::seconds(10),
-                     [&] { return impl_->executor.get() != nullptr; });
+  auto started =
+      impl_->loop.start("the connection to the controller at " + impl_->options.controllerAddress,
+                        [this](net::LoopContext& ctx) { impl_->run(ctx); });
+  if (!started.ok()) impl_->log(started.error().message);
 }
 
 RpcControlPlane::~RpcControlPlane() {
   {
     std::lock_guard lock(impl_->mu);
     impl_->stopping = true;
-    if (impl_->stopFulfiller) impl_->stopFulfiller->fulfill();
   }
   impl_->cv.notify_all();
-  if (impl_->thread.joinable()) impl_->thread.join();
+  impl_->loop.stop();
 }
 
 namespace {
@@ -323,11 +305,7 @@ namespace {
 // Runs `call` on the RPC loop and waits for its promise, bounded.
 template <typename Func>
 Status onLoop(RpcControlPlane::Impl& impl, const char* what, Func&& call) {
-  kj::Own<const kj::Executor> executor;
-  {
-    std::lock_guard lock(impl.mu);
-    if (impl.executor) executor = impl.executor->addRef();
-  }
+  kj::Own<const kj::Executor> executor = impl.loop.executor();
   if (!executor) return Error{VMHOST_ERR_UNAVAILABLE, std::string(what) + ": stopping", true};
   try {
     executor->executeSync([&]() -> kj::Promise<void> {
