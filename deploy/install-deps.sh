@@ -30,6 +30,7 @@ runtime_pkgs=(
   util-linux
   # the VM lifecycle benchmark (tests/bench/lifecycle, standard library only)
   python3
+  systemd debootstrap  # tests/packaging: systemd-analyze verify; a fresh Debian 12 root
 )
 
 # libvirt's QEMU driver (libvirtd and qemu:///embed alike) resolves its
