@@ -319,6 +319,9 @@ _cluster_setup_host() {
     mount -t tmpfs -o mode=0755 tmpfs /run
     mkdir -p /run/libvirt /run/lock
     for p in /etc/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt; do
+      # No installed package need have made the mount point (a minimal
+      # Debian has none of them before libvirtd first runs).
+      mkdir -p "$p"
       mount --bind "$d$p" "$p"
     done
     mount --bind "$4" /etc/hosts

@@ -38,6 +38,9 @@ require_tools virsh:libvirt-clients
 # Mounts made here are private to this namespace (unshare makes them so).
 ns="$WORK/ns"
 mkdir -p "$ns/etc" "$ns/lib" "$ns/log" "$ns/cache"
+# The mount points themselves: no installed package need have made them (a
+# minimal Debian has none before libvirtd first runs).
+mkdir -p /etc/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt
 mount -t tmpfs -o mode=755 vmhost-nat-run /run
 mount --bind "$ns/etc" /etc/libvirt
 mount --bind "$ns/lib" /var/lib/libvirt
