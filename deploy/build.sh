@@ -4,6 +4,9 @@
 #   BUILD_TYPE=RelWithDebInfo  VMHOST_SANITIZE=OFF  VMHOST_WERROR=OFF  JOBS=$(nproc)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/deploy/lib/require.sh"
+# The compiler, and make for CMake's default generator (ninja is used when present).
+require_tools cmake:cmake c++:g++ make:make pkg-config:pkg-config capnp:capnproto
 build=${BUILD_DIR:-$root/build}
 jobs=${JOBS:-$(nproc)}
 generator=()

@@ -3,6 +3,13 @@
 # Idempotent: packages already installed are not touched, and apt is only
 # contacted when something is missing. Run as root (or with sudo available).
 set -euo pipefail
+# shellcheck source=deploy/lib/require.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib/require.sh"
+# as_root CMD...: root runs CMD itself; anyone else through sudo (checked for
+# only then: a prepared machine needs no root at all).
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else require_tools sudo:sudo && sudo "$@"; fi
+}
 
 # Build: compiler, CMake, and the libraries the host, SDK and plugins link.
 build_pkgs=(
@@ -28,9 +35,19 @@ runtime_pkgs=(
   iptables
   # the multi-host harness (tests/cluster): unshare, nsenter, setsid, setpriv
   util-linux
-  # the VM lifecycle benchmark (tests/bench/lifecycle, standard library only)
+  # the VM lifecycle benchmark (tests/bench/lifecycle, standard library only),
+  # the harness's free_port and the tests' small HTTP server and JSON checks
   python3
-  systemd debootstrap  # tests/packaging: systemd-analyze verify; a fresh Debian 12 root
+  # the quick start's health check and the tests that call the API directly
+  # (/metrics, watches, the TLS API's status codes)
+  curl
+  # integration_cluster_tls verifies the node certificates `vmhost init`'s CA issues
+  openssl
+  # xmllint: virt-xml-validate (libvirt-clients) runs it to check the domain XML
+  # goldens against libvirt's schema (unit_node_domain_xml)
+  libxml2-utils
+  # tests/packaging: systemd-analyze verify; debootstrap makes the fresh Debian 12 root
+  systemd debootstrap
 )
 
 # libvirt's QEMU driver (libvirtd and qemu:///embed alike) resolves its
@@ -39,10 +56,8 @@ runtime_pkgs=(
 # would create it but drags in systemd units; create it here instead.
 ensure_qemu_user() {
   getent passwd libvirt-qemu >/dev/null && return 0
-  local sudo=
-  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
-  getent group libvirt-qemu >/dev/null || $sudo groupadd --system libvirt-qemu
-  $sudo useradd --system --gid libvirt-qemu --no-create-home --home-dir /var/lib/libvirt \
+  getent group libvirt-qemu >/dev/null || as_root groupadd --system libvirt-qemu
+  as_root useradd --system --gid libvirt-qemu --no-create-home --home-dir /var/lib/libvirt \
     --shell /usr/sbin/nologin --comment "Libvirt Qemu" libvirt-qemu
   echo "install-deps: created the libvirt-qemu user"
 }
@@ -66,21 +81,19 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 
-SUDO=
-if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 # A container without systemd must not try to start services on install.
 if [ ! -d /run/systemd/system ] && [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-  $SUDO chmod +x /usr/sbin/policy-rc.d
-  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+  as_root chmod +x /usr/sbin/policy-rc.d
+  trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 attempt=0
-until $SUDO apt-get update -q; do
+until as_root apt-get update -q; do
   attempt=$((attempt + 1)); [ $attempt -ge 3 ] && { echo "install-deps: apt-get update failed" >&2; exit 1; }
   sleep 5
 done
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
 ensure_qemu_user
 echo "install-deps: done"

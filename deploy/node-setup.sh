@@ -24,6 +24,8 @@
 #                             libvirt-network plugin's default config.uri)
 #   VMHOST_LIBVIRTD_TIMEOUT   seconds to wait for libvirtd (default 60)
 set -euo pipefail
+# shellcheck source=deploy/lib/require.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib/require.sh"
 
 uri=${VMHOST_LIBVIRT_URI:-network:///system}
 timeout_s=${VMHOST_LIBVIRTD_TIMEOUT:-60}
@@ -36,12 +38,8 @@ die() { echo "node-setup: error: $*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root (it starts libvirtd and writes $conf)"
 
-missing=()
-for cmd in libvirtd virsh dnsmasq iptables ip qemu-system-x86_64; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
-done
-[ ${#missing[@]} -eq 0 ] ||
-  die "not installed: ${missing[*]}; run deploy/install-deps.sh first"
+require_tools libvirtd:libvirt-daemon virsh:libvirt-clients dnsmasq:dnsmasq-base \
+  iptables:iptables ip:iproute2 qemu-system-x86_64:qemu-system-x86
 [ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_network.so ] ||
   [ -n "$(find /usr/lib* -path '*libvirt/connection-driver/libvirt_driver_network.so' -print -quit 2>/dev/null)" ] ||
   die "libvirt's network driver (libvirt_driver_network.so) is missing; run deploy/install-deps.sh first"

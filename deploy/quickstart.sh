@@ -17,7 +17,12 @@ data=${VMHOST_DATA_DIR:-$root/.vmhost}
 listen=${VMHOST_LISTEN:-127.0.0.1:8080}
 api="http://$listen"
 
+. "$root/deploy/lib/require.sh"
+
 "$root/deploy/install-deps.sh"
+# Checked once install-deps.sh has had its chance to install them.
+require_tools curl:curl
+[ "$(id -u)" -eq 0 ] || require_tools sudo:sudo
 "$root/deploy/build.sh"
 # libvirtd with its network driver: qemu:///embed reaches libvirt networks
 # through it (the all-in-one config's `default` NAT network).

@@ -6,7 +6,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
 
+. "$root/deploy/lib/require.sh"
+
 "$root/deploy/install-deps.sh"
+require_tools ctest:cmake
 "$root/deploy/build.sh"
 
 cd "$build"

@@ -40,6 +40,8 @@
 # Debian mirrors (apt-get download), busybox-static, cpio and gzip; runs as root
 # in CI but any user with a readable apt cache works.
 set -euo pipefail
+# shellcheck source=deploy/lib/require.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../lib/require.sh"
 
 log() { echo "build-guest: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -52,14 +54,12 @@ busybox=/bin/busybox
 # graceful (ACPI) shutdown request powers the guest off.
 modules=(virtio_pci virtio_blk virtio_net e1000 button evdev)
 
-for tool in apt-cache apt-get dpkg-deb cpio gzip xz sha256sum flock; do
-  command -v "$tool" >/dev/null 2>&1 || die "$tool not found (run deploy/install-deps.sh)"
-done
-[ -x "$busybox" ] || die "$busybox not found (install busybox-static)"
+# xz and zstd: Debian's kernels compress the image with xz (zstd covers later
+# ones); readelf (binutils, from build-essential) tells a static busybox.
+require_tools cpio:cpio xz:xz-utils zstd:zstd readelf:binutils
+[ -x "$busybox" ] || die "$busybox not found: install the Debian package busybox-static (run deploy/install-deps.sh)"
 file_is_static() { ! LC_ALL=C readelf -l "$1" 2>/dev/null | grep -q 'Requesting program interpreter'; }
-if command -v readelf >/dev/null 2>&1; then
-  file_is_static "$busybox" || die "$busybox is dynamically linked (install busybox-static, not busybox)"
-fi
+file_is_static "$busybox" || die "$busybox is dynamically linked (install busybox-static, not busybox)"
 
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)

@@ -53,8 +53,7 @@ TDIR=$(mktemp -d /tmp/vmhost-cluster-test-XXXXXX)
 CLUSTER_DIR="$TDIR/cluster"
 EXTRA_CLEANUP=cluster_test_cleanup
 
-command -v python3 >/dev/null || { echo "FAIL: python3 is not installed (deploy/install-deps.sh)"; exit 1; }
-command -v setpriv >/dev/null || { echo "FAIL: setpriv (util-linux) is not installed"; exit 1; }
+require_tools python3:python3 setpriv:util-linux
 
 # --- refusal -------------------------------------------------------------------
 # Drop the two capabilities from the bounding set: the exec'd script, though

@@ -40,6 +40,9 @@
 # CAP_NET_ADMIN; cluster_up refuses, with a message, where it cannot create
 # namespaces. See docs/cluster-harness.md.
 
+# shellcheck source=deploy/lib/require.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/deploy/lib/require.sh"
+
 CLUSTER_REGISTRY=${VMHOST_CLUSTER_REGISTRY:-/run/vmhost-cluster}
 CLUSTER_MAX_HOSTS=20
 # libvirtd's first start probes QEMU's capabilities (several seconds per host
@@ -164,12 +167,11 @@ _cluster_save() {
 # cluster_preflight: can this machine run the harness? Prints why not and
 # returns 2 when it cannot.
 cluster_preflight() {
-  local t missing=() err
-  for t in unshare nsenter setsid ip flock timeout virsh libvirtd virtlogd qemu-system-x86_64; do
-    command -v "$t" >/dev/null 2>&1 || missing+=("$t")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    cluster_log "refusing to run: missing ${missing[*]} (run deploy/install-deps.sh)"
+  local err
+  if ! missing_tools unshare:util-linux nsenter:util-linux setsid:util-linux flock:util-linux \
+    ip:iproute2 virsh:libvirt-clients libvirtd:libvirt-daemon virtlogd:libvirt-daemon \
+    virtlockd:libvirt-daemon qemu-system-x86_64:qemu-system-x86; then
+    cluster_log "refusing to run: the tools above are missing"
     return 2
   fi
   # The real thing, not a guess from the uid: create the namespaces and a
@@ -317,6 +319,9 @@ _cluster_setup_host() {
     mount -t tmpfs -o mode=0755 tmpfs /run
     mkdir -p /run/libvirt /run/lock
     for p in /etc/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt; do
+      # No installed package need have made the mount point (a minimal
+      # Debian has none of them before libvirtd first runs).
+      mkdir -p "$p"
       mount --bind "$d$p" "$p"
     done
     mount --bind "$4" /etc/hosts

@@ -3,6 +3,8 @@
 # a domain definition, its console, its uptime, and a timed live migration.
 # Source after lib_cluster.sh; GUEST_DIR is the built guest (tests/e2e/lib_qemu.sh).
 
+require_tools virsh:libvirt-clients python3:python3 qemu-system-x86_64:qemu-system-x86
+
 # cluster_guest_xml NAME: a 128 MiB TCG domain booting the tiny guest, with
 # no NIC (libvirt networks are not available) and no disk. Its serial console
 # is a unix socket logged by virtlogd; both paths are in the host's private

@@ -20,7 +20,6 @@ cluster_test_cleanup() {
 cluster_test_begin() {
   trap 'exit 130' INT
   trap 'exit 143' TERM
-  command -v python3 >/dev/null || { echo "FAIL: python3 is not installed"; exit 1; }
   TDIR=$(mktemp -d "/tmp/$1-XXXXXX")
   CLUSTER_DIR="$TDIR/cluster"
   EXTRA_CLEANUP=cluster_test_cleanup

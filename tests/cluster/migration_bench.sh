@@ -16,6 +16,7 @@ ROUNDS=${3:-10}
 . "$SRC/tests/cluster/lib_cluster.sh"
 # shellcheck source=tests/cluster/lib_cluster_guest.sh
 . "$SRC/tests/cluster/lib_cluster_guest.sh"
+require_tools virsh:libvirt-clients
 trap 'exit 130' INT
 trap 'exit 143' TERM
 EXTRA_CLEANUP='cluster_down'

@@ -23,7 +23,6 @@ GUEST_IP=10.77.0.10
 PORT=7777
 
 make_test_bridge "$BR" "$HOST_IP/24"
-command -v busybox >/dev/null || { echo "FAIL: busybox (busybox-static) is not installed"; exit 1; }
 write_embed_config "$WORK/config.yaml" "$EMBED" "{name: local, config: {pool: $WORK/pool}}" \
   "{name: bridge, config: {allowedBridges: [$BR]}}"
 start_aio aio "$WORK/config.yaml" bridge-node

@@ -1,10 +1,13 @@
 # Helpers for e2e tests with real QEMU guests (TCG) through qemu:///embed.
 # Source after tests/lib/harness.sh.
 
+# QEMU and its image tool; pgrep for QEMU's pids; busybox's ping and nc talk
+# to the guests; ip for the tests' bridges and taps.
+require_tools qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils pgrep:procps \
+  busybox:busybox-static ip:iproute2
 GUEST_DIR=$("$SRC/deploy/guest/build-guest.sh" >"$WORK/guest-build.log" 2>&1 && \
   echo "${VMHOST_CACHE_DIR:-$HOME/.cache/vmhost}/guest") || {
   echo "FAIL: cannot build the test guest:"; cat "$WORK/guest-build.log"; exit 1; }
-command -v qemu-system-x86_64 >/dev/null || { echo "FAIL: qemu-system-x86_64 is not installed"; exit 1; }
 
 # write_qemu_config FILE DATA_DIR: an all-in-one config on qemu:///embed.
 write_qemu_config() {

@@ -7,6 +7,7 @@ BUILD=$1
 SRC=$2
 . "$SRC/tests/lib/harness.sh"
 . "$SRC/tests/e2e/lib_qemu.sh"
+require_tools pkill:procps
 EXTRA_CLEANUP='pkill -9 -f "qemu-system.*guest=default_e2e-" || true'
 
 write_qemu_config "$WORK/config.yaml" "$WORK/aio"

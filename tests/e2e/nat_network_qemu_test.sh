@@ -16,7 +16,8 @@ if [ -z "${VMHOST_NAT_TEST_IN_NS:-}" ]; then
   # process is killed (a CTest timeout), the namespace's PID 1 gets SIGKILL,
   # and with it every process left in the namespace (libvirtd, dnsmasq, QEMU).
   [ "$(id -u)" -eq 0 ] || { echo "FAIL: needs root (namespaces, bridges, libvirtd)"; exit 1; }
-  command -v unshare >/dev/null || { echo "FAIL: unshare (util-linux) is not installed"; exit 1; }
+  . "$SRC/deploy/lib/require.sh"
+  require_tools unshare:util-linux
   export VMHOST_NAT_TEST_IN_NS=1
   exec unshare --net --mount --uts --pid --fork --kill-child --mount-proc -- "$0" "$@"
 fi
@@ -31,11 +32,15 @@ WORK=$(mktemp -d /tmp/vmhost-nat-e2e-XXXXXX)
 trap 'exit 130' INT
 trap 'exit 143' TERM
 . "$SRC/tests/e2e/lib_qemu.sh"
+require_tools virsh:libvirt-clients
 
 # The node's private libvirt: /run on tmpfs, libvirt's dirs bound from $WORK.
 # Mounts made here are private to this namespace (unshare makes them so).
 ns="$WORK/ns"
 mkdir -p "$ns/etc" "$ns/lib" "$ns/log" "$ns/cache"
+# The mount points themselves: no installed package need have made them (a
+# minimal Debian has none before libvirtd first runs).
+mkdir -p /etc/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt
 mount -t tmpfs -o mode=755 vmhost-nat-run /run
 mount --bind "$ns/etc" /etc/libvirt
 mount --bind "$ns/lib" /var/lib/libvirt

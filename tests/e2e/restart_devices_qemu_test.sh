@@ -19,7 +19,6 @@ EMBED="$WORK/libvirt"
 EXTRA_CLEANUP='kill_embed_qemus "$EMBED"'
 BR=vmhbr0
 PORT=7777
-command -v busybox >/dev/null || { echo "FAIL: busybox (busybox-static) is not installed"; exit 1; }
 
 make_test_bridge "$BR" 10.78.0.1/24
 make_marked_image "$WORK/base.qcow2" qcow2 16M

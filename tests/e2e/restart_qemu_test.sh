@@ -8,6 +8,7 @@ SRC=$2
 N=${3:-20}
 . "$SRC/tests/lib/harness.sh"
 . "$SRC/tests/e2e/lib_qemu.sh"
+require_tools pkill:procps
 EXTRA_CLEANUP='pkill -9 -f "qemu-system.*guest=default_r[0-9]*," || true'
 
 write_qemu_config "$WORK/config.yaml" "$WORK/aio"

@@ -1,9 +1,15 @@
 # Shared helpers for the shell-driven integration and e2e tests: start a
 # `vmhost all-in-one`, talk to it with vmctl and kubectl, assert, and clean
 # up on every exit path. Source it; set BUILD (the build dir) first.
+# A test calling tools beyond the harness's lists them at its start:
+#   require_tools curl:curl   (deploy/lib/require.sh, sourced here)
 set -euo pipefail
 
 : "${BUILD:?BUILD must point at the build directory}"
+# shellcheck source=deploy/lib/require.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/deploy/lib/require.sh"
+# kctl's kubectl, free_port's python3.
+require_tools kubectl:kubernetes-client python3:python3
 VMHOST="$BUILD/bin/vmhost"
 VMCTL_BIN="$BUILD/bin/vmctl"
 WORK=$(mktemp -d /tmp/vmhost-test-XXXXXX)

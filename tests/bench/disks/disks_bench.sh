@@ -24,6 +24,7 @@ while [ $# -gt 0 ]; do
 done
 . "$SRC/tests/lib/harness.sh"
 . "$SRC/tests/e2e/lib_qemu.sh"
+require_tools pkill:procps curl:curl
 EXTRA_CLEANUP='pkill -9 -f "qemu-system.*guest=default_bench-" || true'
 
 data="$WORK/aio"

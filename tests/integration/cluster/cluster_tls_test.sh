@@ -11,6 +11,7 @@
 BUILD=$1
 SRC=$2
 . "$SRC/tests/lib/harness.sh"
+require_tools openssl:openssl curl:curl
 PROBE="$BUILD/bin/vmhost-rpc-probe"
 
 API_PORT=$(free_port)

@@ -11,6 +11,7 @@
 BUILD=$1
 SRC=$2
 . "$SRC/tests/lib/harness.sh"
+require_tools curl:curl
 TOKEN=0123456789abcdef-test-token
 
 cat >"$WORK/controller.yaml" <<YAML

@@ -8,7 +8,7 @@
 BUILD=$1
 SRC=$2
 . "$SRC/tests/lib/harness.sh"
-command -v qemu-img >/dev/null || { echo "FAIL: qemu-img (qemu-utils) is not installed"; exit 1; }
+require_tools qemu-img:qemu-utils
 
 cat >"$WORK/config.yaml" <<YAML
 libvirt: {uri: "test:///default"}

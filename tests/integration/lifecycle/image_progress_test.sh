@@ -9,7 +9,7 @@
 BUILD=$1
 SRC=$2
 . "$SRC/tests/lib/harness.sh"
-command -v python3 >/dev/null || { echo "FAIL: python3 is not installed (deploy/install-deps.sh)"; exit 1; }
+require_tools python3:python3
 
 # 6 MiB served in 64 KiB pieces, 40 ms apart: ~4 s.
 head -c $((6 * 1024 * 1024)) /dev/zero >"$WORK/base.raw"

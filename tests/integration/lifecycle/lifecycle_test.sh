@@ -6,6 +6,7 @@
 BUILD=$1
 SRC=$2
 . "$SRC/tests/lib/harness.sh"
+require_tools curl:curl
 
 seed="$SRC/tests/fixtures/seed-vm.yaml"
 if [ -f "$SRC/../shared/seed-vm.yaml" ]; then

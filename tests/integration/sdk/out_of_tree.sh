@@ -5,6 +5,8 @@
 set -euo pipefail
 src=$1
 build=$2
+. "$src/deploy/lib/require.sh"
+require_tools cmake:cmake c++:g++ make:make
 work=$(mktemp -d /tmp/vmhost-sdk-oot-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
