@@ -15,7 +15,7 @@
 
 #include "api/timestamps.h"
 #include "api/types.h"
-#include "common/store/store.h"
+#include "store/store.h"
 
 #include <functional>
 #include <string>

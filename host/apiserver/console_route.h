@@ -7,7 +7,7 @@
 #include "api/console.h"
 #include "apiserver/http.h"
 #include "apiserver/resource.h"
-#include "common/store/store.h"
+#include "store/store.h"
 
 namespace vmhost::apiserver {
 

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "apiserver/http.h"
-#include "common/store/store.h"
+#include "store/store.h"
 
 #include <string>
 

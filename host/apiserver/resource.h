@@ -8,7 +8,7 @@
 #include "api/types.h"
 #include "apiserver/http.h"
 #include "common/result.h"
-#include "common/store/store.h"
+#include "store/store.h"
 
 #include <kj/timer.h>
 

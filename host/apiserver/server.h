@@ -44,7 +44,7 @@
 #include "apiserver/certificate_route.h"
 #include "common/metrics.h"
 #include "common/result.h"
-#include "common/store/store.h"
+#include "store/store.h"
 
 #include <chrono>
 #include <cstdint>

@@ -2,6 +2,7 @@
 #include "yaml.h"
 
 #include <yaml-cpp/yaml.h>
+#include <algorithm>
 #include <boost/dll/runtime_symbol_info.hpp>
 
 #include <cctype>
@@ -142,8 +143,9 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
     auto mark = root.Mark();
     return configError(file, &mark, "the config must be a mapping of keys to values");
   }
-  static const std::vector<std::string> kTopKeys = {"pluginDir", "plugins", "dataDir", "listen",
-                                                    "nodeName",  "libvirt", "node",    "cluster"};
+  static const std::vector<std::string> kTopKeys = {"pluginDir", "plugins",  "dataDir",
+                                                    "listen",    "nodeName", "libvirt",
+                                                    "node",      "cluster",  "store"};
   if (auto bad = unknownKey(root, kTopKeys)) {
     return configError(
         file, &bad->second,
@@ -200,6 +202,29 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
         return configError(file, &m, "libvirt.uri: expected a libvirt URI like qemu:///system");
       }
       config.libvirtUri = uri.Scalar();
+    }
+  }
+  if (auto st = root["store"]) {
+    auto mark = st.Mark();
+    if (!st.IsMap()) return configError(file, &mark, "store: must be a mapping with 'backend'");
+    static const std::vector<std::string> kKeys = {"backend"};
+    if (auto bad = unknownKey(st, kKeys)) {
+      return configError(
+          file, &bad->second,
+          "store: unknown key '" + bad->first + "' (expected one of: " + joinKeys(kKeys) + ")");
+    }
+    if (auto b = st["backend"]) {
+      auto m = b.Mark();
+      std::string known;
+      for (auto k : store::kBackends) known += (known.empty() ? "" : ", ") + std::string(k);
+      bool ok = b.IsScalar() && std::find(store::kBackends.begin(), store::kBackends.end(),
+                                          b.Scalar()) != store::kBackends.end();
+      if (!ok) {
+        return configError(file, &m,
+                           "store.backend: expected one of: " + known + ", got '" +
+                               (b.IsScalar() ? b.Scalar() : "<not a string>") + "'");
+      }
+      config.store.backend = b.Scalar();
     }
   }
   if (auto cl = root["cluster"]) {

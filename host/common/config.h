@@ -8,10 +8,12 @@
 //     storage:   {name: local, config: {pool: /var/lib/vmhost/pool}}
 //     network:   {path: /opt/acme/vmhost-network-acme.so}
 //     migration: {name: precopy}
+//   store: {backend: sqlite}            # optional (store/settings.h)
 #pragma once
 
 #include "plugin_host.h"
 #include "result.h"
+#include "store/settings.h"
 
 #include <array>
 #include <cstdint>
@@ -76,6 +78,7 @@ struct HostConfig {
   std::string libvirtUri = "qemu:///system";
   NodeSettings node;
   ClusterSettings cluster;
+  store::StoreSettings store;  // `store:`; the controller side only
 
   const PluginSlot& slot(vmhost_plugin_kind kind) const { return plugins[kind - 1]; }
 };

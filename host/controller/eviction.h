@@ -43,7 +43,7 @@
 
 #include "api/eviction.h"
 #include "api/types.h"
-#include "common/store/store.h"
+#include "store/store.h"
 
 #include <chrono>
 #include <map>

@@ -17,7 +17,7 @@
 
 #include "common/metrics.h"
 #include "common/result.h"
-#include "common/store/store.h"
+#include "store/store.h"
 
 #include <chrono>
 #include <cstdint>

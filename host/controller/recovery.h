@@ -24,7 +24,7 @@
 // (keeping the disks), which releases the locks.
 #pragma once
 
-#include "common/store/store.h"
+#include "store/store.h"
 
 #include <chrono>
 #include <set>

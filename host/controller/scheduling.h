@@ -20,7 +20,7 @@
 #include "api/vocabulary.h"
 #include "common/metrics.h"
 #include "common/plugin_host.h"
-#include "common/store/store.h"
+#include "store/store.h"
 
 #include <atomic>
 #include <chrono>

@@ -3,7 +3,7 @@
 #include "apiserver/server.h"
 #include "common/config.h"
 #include "common/metrics.h"
-#include "common/store/sqlite_store.h"
+#include "store/backends.h"
 #include "controller/eviction.h"
 #include "controller/node_server.h"
 #include "controller/recovery.h"
@@ -202,7 +202,7 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
   }
   std::unique_ptr<store::Store> store;
   if (controllerSide) {
-    auto opened = store::SqliteStore::open(config.dataDir);
+    auto opened = store::openStore(config.store, config.dataDir);
     if (!opened.ok()) {
       std::fprintf(stderr, "%s: store: %s\n", config.dataDir.c_str(),
                    opened.error().message.c_str());

@@ -10,7 +10,7 @@
 
 #include "api/types.h"
 #include "common/result.h"
-#include "common/store/store.h"
+#include "store/store.h"
 
 #include <functional>
 #include <memory>

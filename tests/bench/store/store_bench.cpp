@@ -2,7 +2,7 @@
 // commits (synchronous=FULL: one WAL fsync per write) next to unsynced ones
 // (what the fsync costs), and get/list latency with 10,000 objects.
 // Values are 1 KiB, about the size of a VM object's JSON.
-#include "common/store/sqlite_store.h"
+#include "store/sqlite/sqlite_store.h"
 
 #include <benchmark/benchmark.h>
 

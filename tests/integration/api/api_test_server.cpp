@@ -4,7 +4,7 @@
 // Prints "port N" once listening; runs until SIGINT/SIGTERM.
 #include "api/objects.h"
 #include "apiserver/server.h"
-#include "common/store/sqlite_store.h"
+#include "store/sqlite/sqlite_store.h"
 
 #include <csignal>
 #include <cstdio>

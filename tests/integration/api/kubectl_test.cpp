@@ -10,7 +10,7 @@
 
 #include "api/objects.h"
 #include "apiserver/server.h"
-#include "common/store/sqlite_store.h"
+#include "store/sqlite/sqlite_store.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -4,7 +4,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "api/objects.h"
-#include "common/store/sqlite_store.h"
+#include "store/sqlite/sqlite_store.h"
 
 #include <unistd.h>
 

@@ -108,7 +108,15 @@ BOOST_AUTO_TEST_CASE(unknown_top_level_key) {
   auto r = s.check("plugns: {}\n");
   expectOneLine(r, s.cfg() +
                        ":1:1: unknown key 'plugns' (expected one of: pluginDir, plugins, dataDir, "
-                       "listen, nodeName, libvirt, node, cluster)");
+                       "listen, nodeName, libvirt, node, cluster, store)");
+}
+
+BOOST_AUTO_TEST_CASE(store_backend_is_checked) {
+  Sandbox s;
+  auto r = s.check("store: {backend: mysql}\n");
+  expectOneLine(r, s.cfg() + ":1:18: store.backend: expected one of: sqlite, got 'mysql'");
+  r = s.check("store: {backend: sqlite, path: /x}\n");
+  expectOneLine(r, s.cfg() + ":1:26: store: unknown key 'path' (expected one of: backend)");
 }
 
 BOOST_AUTO_TEST_CASE(unknown_slot_key) {

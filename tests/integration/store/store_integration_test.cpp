@@ -5,7 +5,7 @@
 #define BOOST_TEST_MODULE store_integration
 #include <boost/test/unit_test.hpp>
 
-#include "common/store/sqlite_store.h"
+#include "store/sqlite/sqlite_store.h"
 
 #include <fcntl.h>
 #include <poll.h>

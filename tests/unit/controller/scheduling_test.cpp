@@ -13,7 +13,7 @@
 #include "api/objects.h"
 #include "common/metrics.h"
 #include "common/plugin_host.h"
-#include "common/store/sqlite_store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "controller/scheduling.h"
 
 #include <dlfcn.h>

@@ -1,5 +1,5 @@
 // The backend-neutral parts of the store: key checks and the watch queue.
-#include "common/store/store.h"
+#include "store/store.h"
 
 #include <utility>
 

@@ -18,7 +18,7 @@
 // `compactEvery` writes so its cost is amortized.
 #pragma once
 
-#include "common/store/store.h"
+#include "store/store.h"
 
 #include <chrono>
 #include <memory>
