@@ -12,6 +12,7 @@
 // Server, token and namespace come from flags, then $VMHOST_SERVER /
 // $VMHOST_TOKEN, then the config file (--config, $VMCTL_CONFIG, or
 // ~/.config/vmhost/vmctl.yaml), then defaults (http://127.0.0.1:8080, default).
+#include "api/events.h"
 #include "api/timestamps.h"
 #include "api/vocabulary.h"
 #include "cli/console.h"
@@ -21,6 +22,7 @@
 #include <simdjson.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -438,6 +440,67 @@ int get(HttpClient& http, const Options& o, const std::vector<std::string>& args
   return 0;
 }
 
+// "a=b,c=d" as a query parameter value.
+std::string queryEscape(const std::string& v) {
+  std::string out;
+  for (unsigned char c : v) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+// The VM's Events, oldest first, as kubectl describe shows them.
+void printEvents(HttpClient& http, const std::string& ns, const std::string& name,
+                 const std::string& uid) {
+  std::string selector = "involvedObject.kind=" + std::string(api::kVirtualMachineKind) +
+                         ",involvedObject.name=" + name + ",involvedObject.uid=" + uid;
+  auto r = call(http, "GET",
+                "/api/v1/namespaces/" + ns + "/events?fieldSelector=" + queryEscape(selector));
+  std::printf("Events:\n");
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (!ok(r) || parser.parse(r.body).get(doc) != simdjson::SUCCESS) {
+    std::printf("  <unavailable: HTTP %ld>\n", r.status);
+    return;
+  }
+  auto items = doc.at_pointer("/items");
+  if (items.error() != simdjson::SUCCESS || !items.is_array() || items.get_array().size() == 0) {
+    std::printf("  <none>\n");
+    return;
+  }
+  struct Row {
+    std::string first, last, type, reason, age, from, message;
+  };
+  std::vector<Row> rows;
+  for (auto e : items.get_array()) {
+    Row row;
+    row.first = str(e, "/firstTimestamp");
+    row.last = str(e, "/lastTimestamp");
+    row.type = str(e, "/type");
+    row.reason = str(e, "/reason");
+    row.from = str(e, "/source/component");
+    if (!str(e, "/source/host").empty()) row.from += ", " + str(e, "/source/host");
+    row.message = str(e, "/message");
+    std::string count = str(e, "/count", "1");
+    row.age = api::ageOf(row.last);
+    if (count != "1") row.age += " (x" + count + " over " + api::ageOf(row.first) + ")";
+    rows.push_back(std::move(row));
+  }
+  std::stable_sort(rows.begin(), rows.end(),
+                   [](const Row& a, const Row& b) { return a.last < b.last; });
+  std::vector<std::vector<std::string>> table{{"  TYPE", "REASON", "AGE", "FROM", "MESSAGE"}};
+  for (auto& row : rows) {
+    table.push_back({"  " + row.type, row.reason, row.age, row.from, row.message});
+  }
+  printTable(table);
+}
+
 int describe(HttpClient& http, const Options& o, const std::vector<std::string>& args) {
   Target t = parseTarget("describe", args, true);
   if (t.name.empty()) die("describe: NAME is required");
@@ -491,6 +554,9 @@ int describe(HttpClient& http, const Options& o, const std::vector<std::string>&
     for (auto i : ifaces.get_array()) {
       std::printf("  %-16s%s\n", str(i, "/name").c_str(), str(i, "/mac").c_str());
     }
+  }
+  if (std::string(t.kind.resource) == "virtualmachines") {
+    printEvents(http, str(doc, "/metadata/namespace"), t.name, str(doc, "/metadata/uid"));
   }
   return 0;
 }

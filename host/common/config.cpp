@@ -145,7 +145,7 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
   }
   static const std::vector<std::string> kTopKeys = {"pluginDir", "plugins",  "dataDir",
                                                     "listen",    "nodeName", "libvirt",
-                                                    "node",      "cluster",  "store"};
+                                                    "node",      "cluster",  "store",     "events"};
   if (auto bad = unknownKey(root, kTopKeys)) {
     return configError(
         file, &bad->second,
@@ -225,6 +225,31 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
                                (b.IsScalar() ? b.Scalar() : "<not a string>") + "'");
       }
       config.store.backend = b.Scalar();
+    }
+  }
+  if (auto ev = root["events"]) {
+    auto mark = ev.Mark();
+    if (!ev.IsMap()) return configError(file, &mark, "events: must be a mapping with 'ttlSeconds'");
+    static const std::vector<std::string> kKeys = {"ttlSeconds"};
+    if (auto bad = unknownKey(ev, kKeys)) {
+      return configError(
+          file, &bad->second,
+          "events: unknown key '" + bad->first + "' (expected one of: " + joinKeys(kKeys) + ")");
+    }
+    if (auto n = ev["ttlSeconds"]) {
+      auto m = n.Mark();
+      int64_t v = 0;
+      bool ok = n.IsScalar();
+      if (ok) {
+        const std::string& t = n.Scalar();
+        auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+        ok = ec == std::errc() && p == t.data() + t.size();
+      }
+      if (!ok) return configError(file, &m, "events.ttlSeconds: expected an integer");
+      if (v < 60 || v > 30 * 86400) {
+        return configError(file, &m, "events.ttlSeconds: must be in 60..2592000 (30 days)");
+      }
+      config.eventTtlSeconds = v;
     }
   }
   if (auto cl = root["cluster"]) {

@@ -79,6 +79,9 @@ struct HostConfig {
   NodeSettings node;
   ClusterSettings cluster;
   store::StoreSettings store;  // `store:`; the controller side only
+  // `events.ttlSeconds`: Events are deleted this long after they last
+  // happened (kube-apiserver's --event-ttl).
+  int64_t eventTtlSeconds = 3600;
 
   const PluginSlot& slot(vmhost_plugin_kind kind) const { return plugins[kind - 1]; }
 };

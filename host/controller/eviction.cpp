@@ -104,6 +104,11 @@ void EvictionController::apply(const api::VirtualMachine& vm, EvictionStep step)
     }
     return s.ok();
   };
+  auto event = [&](const char* type, const char* reason, const std::string& message) {
+    if (options_.events == nullptr) return;
+    options_.events->record(
+        api::vmEvent(vm, type, reason, message, api::EventSource{"vmhost-eviction", ""}));
+  };
   switch (step) {
     case EvictionStep::kNothing:
     case EvictionStep::kWait:
@@ -123,6 +128,9 @@ void EvictionController::apply(const api::VirtualMachine& vm, EvictionStep step)
           })) {
         logLine("vm " + ns + "/" + name + ": eviction " + id + " requested from node " + node +
                 " (evictionStrategy " + vm.spec.evictionStrategy + ")");
+        event(api::kEventTypeNormal, "Evicting",
+              "node " + node + " is being drained: stopping the VM there (evictionStrategy " +
+                  vm.spec.evictionStrategy + ")");
       }
       return;
     case EvictionStep::kRefuse:
@@ -134,6 +142,7 @@ void EvictionController::apply(const api::VirtualMachine& vm, EvictionStep step)
                                      api::liveMigrateRefusal(ns, name));
           })) {
         logLine("node " + node + " cannot be drained: " + api::liveMigrateRefusal(ns, name));
+        event(api::kEventTypeWarning, "EvictionRefused", api::liveMigrateRefusal(ns, name));
       }
       return;
     case EvictionStep::kCancel:
@@ -141,6 +150,8 @@ void EvictionController::apply(const api::VirtualMachine& vm, EvictionStep step)
             return api::removeCondition(cur.status.conditions, api::kEvictingCondition);
           })) {
         logLine("vm " + ns + "/" + name + ": eviction from node " + node + " cancelled");
+        event(api::kEventTypeNormal, "EvictionCancelled",
+              "node " + node + " is no longer being drained");
       }
       return;
     case EvictionStep::kReplace:
@@ -176,9 +187,12 @@ void EvictionController::apply(const api::VirtualMachine& vm, EvictionStep step)
             }
             return true;
           })) {
-        logLine("vm " + ns + "/" + name + ": stopped on node " + node +
-                (halt ? ", unbound and halted (evictionStrategy " + vm.spec.evictionStrategy + ")"
-                      : ", unbound for a new placement (evictionStrategy Restart)"));
+        std::string done =
+            "stopped on node " + node +
+            (halt ? ", unbound and halted (evictionStrategy " + vm.spec.evictionStrategy + ")"
+                  : ", unbound for a new placement (evictionStrategy Restart)");
+        logLine("vm " + ns + "/" + name + ": " + done);
+        event(api::kEventTypeNormal, "Evicted", done);
       }
       return;
     }

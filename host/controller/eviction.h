@@ -41,6 +41,7 @@
 // drain or an eviction is in progress; a controller restart converges.
 #pragma once
 
+#include "api/event_recorder.h"
 #include "api/eviction.h"
 #include "api/types.h"
 #include "store/store.h"
@@ -70,6 +71,8 @@ EvictionStep nextEvictionStep(const api::VirtualMachine& vm, const api::Node* no
 
 struct EvictionOptions {
   std::chrono::milliseconds interval{1000};
+  // Where Evicting / Evicted / EvictionRefused events go; null: none.
+  api::EventSink* events = nullptr;
 };
 
 class EvictionController {

@@ -1,6 +1,7 @@
 #include "controller/node_server.h"
 
 #include "api/conditions.h"
+#include "api/events.h"
 #include "api/objects.h"
 #include "common/net/event_loop_thread.h"
 #include "common/net/tls.h"
@@ -310,6 +311,36 @@ class SessionImpl final : public rpc::NodeSession::Server {
     if (!r.ok() && r.error().code != VMHOST_ERR_NOT_FOUND) {
       KJ_FAIL_REQUIRE("status write failed", r.error().message);
     }
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> recordEvent(RecordEventContext context) override {
+    auto data = context.getParams().getEvent();
+    KJ_REQUIRE(data.size() <= 64 * 1024, "event too large");
+    if (impl_.options.events == nullptr) return kj::READY_NOW;
+    api::Json j = api::Json::parse(text(data), nullptr, false);
+    auto d = api::decodeEvent(j.is_discarded() ? api::Json() : j, api::FieldValidation::kIgnore);
+    KJ_REQUIRE(d.ok() && j.is_object(), "undecodable event");
+    const api::ObjectReference& ref = d.value.involvedObject;
+    // A node speaks only of the VMs bound to it.
+    auto vm = impl_.vms.find({ref.ns, ref.name});
+    if (ref.kind != api::kVirtualMachineKind || vm == impl_.vms.end() ||
+        vm->second.first != conn_->name) {
+      logLine("node " + conn_->name + ": refused an event about " + ref.kind + " " + ref.ns + "/" +
+              ref.name + " (not a VM bound to it)");
+      KJ_FAIL_REQUIRE("the event is not about a VM bound to this node");
+    }
+    api::EventRecord record;
+    record.object = ref;
+    record.object.apiVersion = api::kApiVersion;
+    record.type = d.value.type;
+    record.reason = d.value.reason;
+    record.message = d.value.message;
+    record.source = api::EventSource{"vmhost-node", conn_->name};
+    if (record.type != api::kEventTypeNormal && record.type != api::kEventTypeWarning) {
+      record.type = api::kEventTypeNormal;
+    }
+    impl_.options.events->record(std::move(record));
     return kj::READY_NOW;
   }
 

@@ -15,6 +15,7 @@
 // address and the reason, and changes nothing.
 #pragma once
 
+#include "api/event_recorder.h"
 #include "common/metrics.h"
 #include "common/result.h"
 #include "store/store.h"
@@ -35,6 +36,9 @@ struct NodeServerOptions {
   // certificate CN is its name, and it may join only as that name. All
   // empty: plain TCP and the join token (tests on loopback).
   std::string caPem, certPem, keyPem;
+  // Where the nodes' events go (recordEvent); null: they are dropped.
+  // Must outlive the server.
+  api::EventSink* events = nullptr;
 };
 
 class NodeServer {

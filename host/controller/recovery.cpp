@@ -14,6 +14,13 @@ void logLine(const std::string& line) { std::fprintf(stderr, "controller: %s\n",
 
 }  // namespace
 
+void DeadNodeRecovery::event(const api::VirtualMachine& vm, const char* type, const char* reason,
+                             const std::string& message) {
+  if (options_.events == nullptr) return;
+  options_.events->record(
+      api::vmEvent(vm, type, reason, message, api::EventSource{"vmhost-recovery", ""}));
+}
+
 std::set<std::string> DeadNodeRecovery::reconcileOnce() {
   std::set<std::string> lost;
   std::map<std::string, std::string> since;
@@ -51,12 +58,18 @@ std::set<std::string> DeadNodeRecovery::reconcileOnce() {
       std::string message = lostFor + ": the VM's disks (" + local +
                             ") are local to it, so it is not restarted elsewhere; it runs again "
                             "when the node is back, or delete it";
+      bool held = false;
       auto r = api::updateVirtualMachineStatus(
           store_, v.metadata.ns, v.metadata.name, [&](api::VirtualMachineStatus& s) {
             if (s.nodeName != node) return false;
-            return api::setCondition(s.conditions, "Recovery", "False", "LocalDisks", message);
+            held = api::setCondition(s.conditions, api::kRecoveryCondition, "False", "LocalDisks",
+                                     message);
+            return held;
           });
-      if (r.ok()) logLine("vm " + label + ": held on lost node " + node + " (local disks)");
+      if (r.ok() && held) {
+        logLine("vm " + label + ": held on lost node " + node + " (local disks)");
+        event(v, api::kEventTypeWarning, "RecoveryHeld", message);
+      }
       continue;
     }
     bool moved = false;
@@ -76,7 +89,11 @@ std::set<std::string> DeadNodeRecovery::reconcileOnce() {
           moved = true;
           return true;
         });
-    if (r.ok() && moved) logLine("vm " + label + ": node " + node + " lost; placing it again");
+    if (r.ok() && moved) {
+      logLine("vm " + label + ": node " + node + " lost; placing it again");
+      event(v, api::kEventTypeWarning, "Recovered",
+            lostFor + ": restarting the VM on another node");
+    }
   }
   return lost;
 }

@@ -24,6 +24,7 @@
 // (keeping the disks), which releases the locks.
 #pragma once
 
+#include "api/event_recorder.h"
 #include "store/store.h"
 
 #include <chrono>
@@ -37,6 +38,8 @@ struct RecoveryOptions {
   std::chrono::seconds gracePeriod{300};
   bool sharedStorage = false;  // the storage plugin declares VMHOST_CAP_STORAGE_SHARED
   std::chrono::milliseconds interval{1000};
+  // Where Recovered / RecoveryHeld events go; null: none.
+  api::EventSink* events = nullptr;
 };
 
 class DeadNodeRecovery {
@@ -49,6 +52,9 @@ class DeadNodeRecovery {
   std::set<std::string> reconcileOnce();
 
  private:
+  void event(const api::VirtualMachine& vm, const char* type, const char* reason,
+             const std::string& message);
+
   store::Store& store_;
   RecoveryOptions options_;
 };

@@ -297,6 +297,7 @@ void SchedulingController::scheduleOne(const VmKey& key) {
     if (latency_) latency_->observe({"error"}, seconds);
     if (unschedulable_.count(key) && unschedulable_[key] == msg) return;
     unschedulable_[key] = msg;
+    event(entry.vm, api::kEventTypeWarning, "FailedScheduling", msg);
     (void)api::updateVirtualMachineStatus(
         store_, key.first, key.second, [&](api::VirtualMachineStatus& s) {
           if (!s.nodeName.empty()) return false;
@@ -341,6 +342,8 @@ void SchedulingController::scheduleOne(const VmKey& key) {
       return;
     }
     ++placements_;
+    event(entry.vm, api::kEventTypeNormal, "Scheduled",
+          "Successfully assigned " + key.first + "/" + key.second + " to " + node);
     if (attempts_) attempts_->inc({"scheduled"});
     if (latency_) latency_->observe({"scheduled"}, seconds);
     unschedulable_.erase(key);
@@ -356,6 +359,7 @@ void SchedulingController::scheduleOne(const VmKey& key) {
   if (latency_) latency_->observe({"unschedulable"}, seconds);
   if (unschedulable_.count(key) && unschedulable_[key] == msg) return;
   unschedulable_[key] = msg;
+  event(entry.vm, api::kEventTypeWarning, "FailedScheduling", msg);
   auto written = api::updateVirtualMachineStatus(
       store_, key.first, key.second, [&](api::VirtualMachineStatus& s) {
         if (!s.nodeName.empty()) return false;
@@ -368,6 +372,13 @@ void SchedulingController::scheduleOne(const VmKey& key) {
     std::fprintf(stderr, "controller: vm %s/%s: %s\n", key.first.c_str(), key.second.c_str(),
                  written.error().message.c_str());
   }
+}
+
+void SchedulingController::event(const api::VirtualMachine& vm, const char* type,
+                                 const char* reason, const std::string& message) {
+  if (options_.events == nullptr) return;
+  options_.events->record(
+      api::vmEvent(vm, type, reason, message, api::EventSource{"vmhost-scheduler", ""}));
 }
 
 Result<std::optional<store::StoredObject>> SchedulingController::bind(const VmKey& key,

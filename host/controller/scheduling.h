@@ -16,6 +16,7 @@
 // waits for its watch event and is placed afresh.
 #pragma once
 
+#include "api/event_recorder.h"
 #include "api/types.h"
 #include "api/vocabulary.h"
 #include "common/metrics.h"
@@ -39,6 +40,9 @@ struct SchedulingOptions {
   // Unschedulable VMs are tried again at least this often (and at once when
   // a node changes).
   std::chrono::milliseconds retryInterval{5000};
+  // Where Scheduled / FailedScheduling events go; null: none recorded.
+  // Must outlive the controller.
+  api::EventSink* events = nullptr;
 };
 
 class SchedulingController {
@@ -82,6 +86,8 @@ class SchedulingController {
   Result<std::optional<store::StoredObject>> bind(const VmKey& key, const VmEntry& asked,
                                                   const std::string& node);
   void markHalted(const VmKey& key);
+  void event(const api::VirtualMachine& vm, const char* type, const char* reason,
+             const std::string& message);
 
   store::Store& store_;
   PluginInstance& scheduler_;

@@ -60,4 +60,9 @@ interface NodeSession @0xaf8386b0b8b07a05 {
   reportStatus @1 (vm :Data) -> ();
   # Refreshes the Node object (capacity, labels) after the join.
   registerNode @2 (node :Data) -> ();
+  # Records an Event about a VM bound to this node. `event` is a core/v1
+  # Event (JSON; only involvedObject, type, reason and message are read:
+  # the controller names the source, and refuses events about VMs not bound
+  # to the node).
+  recordEvent @3 (event :Data) -> ();
 }

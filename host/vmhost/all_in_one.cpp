@@ -1,9 +1,9 @@
 #include "vmhost/all_in_one.h"
 
+#include "api/event_recorder.h"
 #include "apiserver/server.h"
 #include "common/config.h"
 #include "common/metrics.h"
-#include "store/backends.h"
 #include "controller/eviction.h"
 #include "controller/node_server.h"
 #include "controller/recovery.h"
@@ -12,6 +12,7 @@
 #include "node/agent/console.h"
 #include "node/agent/rpc_control_plane.h"
 #include "node/libvirt.h"
+#include "store/backends.h"
 #include "vmhost/cluster_tls.h"
 
 #include <signal.h>
@@ -258,8 +259,16 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
   std::unique_ptr<controller::EvictionController> eviction;
   std::unique_ptr<controller::DeadNodeRecovery> recovery;
   std::unique_ptr<controller::NodeServer> nodeServer;
+  // Events (api/event_recorder.h): recorded by the controllers and the
+  // nodes, written by this recorder, expired after the TTL.
+  std::unique_ptr<api::EventRecorder> events;
+  std::unique_ptr<api::EventExpiry> eventExpiry;
   uint16_t apiPort = 0, clusterPort = 0;
   if (controllerSide) {
+    events = std::make_unique<api::EventRecorder>(*store, &registry);
+    eventExpiry = std::make_unique<api::EventExpiry>(
+        *store, api::EventExpiryOptions{std::chrono::seconds(config.eventTtlSeconds),
+                                        std::chrono::seconds(60)});
     apiserver::ServerOptions serverOptions;
     serverOptions.listenAddress = config.listen;
     // Consoles of VMs on other hosts go through their nodes: not yet.
@@ -281,10 +290,14 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
       return 1;
     }
     apiPort = port.value();
+    controller::SchedulingOptions schedulingOptions;
+    schedulingOptions.events = events.get();
     scheduling = std::make_unique<controller::SchedulingController>(
-        *store, plugins.value().get(VMHOST_KIND_SCHEDULER), registry);
+        *store, plugins.value().get(VMHOST_KIND_SCHEDULER), registry, schedulingOptions);
     // Drains (vmctl drain): stops or re-places a drained node's VMs.
-    eviction = std::make_unique<controller::EvictionController>(*store);
+    controller::EvictionOptions evictionOptions;
+    evictionOptions.events = events.get();
+    eviction = std::make_unique<controller::EvictionController>(*store, evictionOptions);
   }
   if (mode == Mode::kController) {
     // Lost nodes' VMs (there is no elsewhere in all-in-one).
@@ -292,11 +305,13 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
     recoveryOptions.gracePeriod = std::chrono::seconds(config.cluster.deadNodeGracePeriodSeconds);
     recoveryOptions.sharedStorage = (plugins.value().get(VMHOST_KIND_STORAGE).info().capabilities &
                                      VMHOST_CAP_STORAGE_SHARED) != 0;
+    recoveryOptions.events = events.get();
     recovery = std::make_unique<controller::DeadNodeRecovery>(*store, recoveryOptions);
     controller::NodeServerOptions nodeOptions;
     nodeOptions.listenAddress = config.cluster.listen;
     nodeOptions.joinToken = config.cluster.joinToken;
     nodeOptions.heartbeatTimeout = std::chrono::seconds(config.cluster.heartbeatTimeoutSeconds);
+    nodeOptions.events = events.get();
     if (controllerTls) {
       nodeOptions.caPem = controllerTls->ca.certPem;
       nodeOptions.certPem = controllerTls->certPem;
@@ -317,7 +332,7 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
   std::unique_ptr<node::NodeAgent> agent;
   if (nodeSide) {
     if (mode == Mode::kAllInOne) {
-      controlPlane = std::make_unique<node::StoreControlPlane>(*store);
+      controlPlane = std::make_unique<node::StoreControlPlane>(*store, *events, config.node.name);
     } else {
       node::RpcControlPlaneOptions rpcOptions;
       rpcOptions.controllerAddress = config.cluster.controller;
@@ -373,7 +388,9 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
   std::fflush(stdout);
 
   {
-    std::optional<std::jthread> controllerThread, evictionThread, recoveryThread, nodeThread;
+    std::optional<std::jthread> controllerThread, evictionThread, recoveryThread, nodeThread,
+        expiryThread;
+    if (eventExpiry) expiryThread.emplace([&](std::stop_token stop) { eventExpiry->run(stop); });
     if (recovery) recoveryThread.emplace([&](std::stop_token stop) { recovery->run(stop); });
     if (scheduling) controllerThread.emplace([&](std::stop_token stop) { scheduling->run(stop); });
     if (eviction) evictionThread.emplace([&](std::stop_token stop) { eviction->run(stop); });
@@ -387,6 +404,7 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
     if (evictionThread) evictionThread->request_stop();
     if (recoveryThread) recoveryThread->request_stop();
     if (nodeThread) nodeThread->request_stop();
+    if (expiryThread) expiryThread->request_stop();
   }
   if (nodeServer) nodeServer->stop();
   if (server) server->stop();

@@ -7,6 +7,7 @@ const std::vector<ResourceRegistration>& registeredResources() {
       virtualMachineResource(),
       nodeResource(),
       kubevirtVmResource(),
+      eventResource(),
   };
   return table;
 }

@@ -27,5 +27,6 @@ const std::vector<ResourceRegistration>& registeredResources();
 ResourceRegistration virtualMachineResource();  // vmhost.io/v1 virtualmachines
 ResourceRegistration nodeResource();            // vmhost.io/v1 nodes
 ResourceRegistration kubevirtVmResource();      // kubevirt.io/v1alpha1 vms (the seed's VM)
+ResourceRegistration eventResource();           // v1 events (core group)
 
 }  // namespace vmhost::apiserver

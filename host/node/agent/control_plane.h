@@ -8,6 +8,7 @@
 //                      controller, which does the store writes.
 #pragma once
 
+#include "api/event_recorder.h"
 #include "api/types.h"
 #include "common/result.h"
 #include "store/store.h"
@@ -72,12 +73,20 @@ class ControlPlane {
   // returns true (retrying on conflicts). NOT_FOUND when the VM is gone.
   virtual Status updateVmStatus(const std::string& ns, const std::string& name,
                                 const std::function<bool(api::VirtualMachineStatus&)>& mutate) = 0;
+
+  // Records an Event about a VM bound to this node (best effort: never
+  // blocks on the store or the network, never fails the caller). The
+  // controller side sets who reported it (source: vmhost-node, this node).
+  virtual void recordEvent(api::EventRecord event) = 0;
 };
 
-// The all-in-one's control plane: the store, directly.
+// The all-in-one's control plane: the store, directly, and the process's
+// event recorder.
 class StoreControlPlane final : public ControlPlane {
  public:
-  explicit StoreControlPlane(store::Store& store) : store_(store) {}
+  // Both must outlive it; `nodeName` is the source of the node's events.
+  StoreControlPlane(store::Store& store, api::EventSink& events, std::string nodeName)
+      : store_(store), events_(events), nodeName_(std::move(nodeName)) {}
 
   Status registerNode(const api::Node& node) override;
   Status heartbeat() override { return Ok{}; }
@@ -88,9 +97,15 @@ class StoreControlPlane final : public ControlPlane {
   bool confirmedDeleted(const std::string&, const std::string&) override { return true; }
   Status updateVmStatus(const std::string& ns, const std::string& name,
                         const std::function<bool(api::VirtualMachineStatus&)>& mutate) override;
+  void recordEvent(api::EventRecord event) override {
+    event.source = api::EventSource{"vmhost-node", nodeName_};
+    events_.record(std::move(event));
+  }
 
  private:
   store::Store& store_;
+  api::EventSink& events_;
+  std::string nodeName_;
 };
 
 }  // namespace vmhost::node

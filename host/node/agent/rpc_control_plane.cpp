@@ -1,5 +1,6 @@
 #include "node/agent/rpc_control_plane.h"
 
+#include "api/events.h"
 #include "api/objects.h"
 #include "common/net/event_loop_thread.h"
 #include "common/net/tls.h"
@@ -98,6 +99,7 @@ struct RpcControlPlane::Impl {
 
   // Loop thread only.
   kj::Maybe<rpc::NodeSession::Client> session;
+  kj::TaskSet* tasks = nullptr;  // fire-and-forget calls (events)
   kj::Timer* timer = nullptr;
 
   void log(const std::string& line) {
@@ -170,7 +172,28 @@ class EventsImpl final : public rpc::NodeEvents::Server {
 
 }  // namespace
 
+namespace {
+
+class LogErrors final : public kj::TaskSet::ErrorHandler {
+ public:
+  explicit LogErrors(RpcControlPlane::Impl& impl) : impl_(impl) {}
+  void taskFailed(kj::Exception&& e) override;
+
+ private:
+  RpcControlPlane::Impl& impl_;
+};
+
+void LogErrors::taskFailed(kj::Exception&& e) {
+  impl_.log(std::string("a call to the controller failed: ") + e.getDescription().cStr());
+}
+
+}  // namespace
+
 void RpcControlPlane::Impl::run(net::LoopContext& ctx) {
+  LogErrors errors(*this);
+  kj::TaskSet taskSet(errors);
+  tasks = &taskSet;
+  KJ_DEFER(tasks = nullptr);
   auto& io = ctx.io;
   auto& timer = ctx.timer();
   this->timer = &timer;
@@ -414,6 +437,31 @@ Status RpcControlPlane::updateVmStatus(
     it->second.status = vm.status;
   }
   return Ok{};
+}
+
+void RpcControlPlane::recordEvent(api::EventRecord record) {
+  api::Event e;
+  e.involvedObject = record.object;
+  e.type = record.type;
+  e.reason = record.reason;
+  e.message = record.message;
+  std::string json = api::encode(e).dump();
+  kj::Own<const kj::Executor> executor = impl_->loop.executor();
+  if (!executor) return;
+  try {
+    // Only hands the call to the loop: the agent never waits for it.
+    executor->executeSync([&] {
+      if (impl_->tasks == nullptr) return;
+      KJ_IF_MAYBE (s, impl_->session) {
+        auto req = s->recordEventRequest();
+        req.setEvent(
+            capnp::Data::Reader(reinterpret_cast<const kj::byte*>(json.data()), json.size()));
+        impl_->tasks->add(req.send().ignoreResult());
+      }
+    });
+  } catch (const kj::Exception&) {
+    // The loop is stopping: the event is dropped, as events are while not joined.
+  }
 }
 
 }  // namespace vmhost::node

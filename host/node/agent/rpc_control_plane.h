@@ -49,6 +49,8 @@ class RpcControlPlane final : public ControlPlane {
   bool confirmedDeleted(const std::string& ns, const std::string& name) override;
   Status updateVmStatus(const std::string& ns, const std::string& name,
                         const std::function<bool(api::VirtualMachineStatus&)>& mutate) override;
+  // Sent to the controller without waiting for it; dropped while not joined.
+  void recordEvent(api::EventRecord event) override;
 
   struct Impl;
 

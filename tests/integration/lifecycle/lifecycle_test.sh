@@ -27,6 +27,26 @@ check "Unschedulable reason: '$msg'" test "$msg" = "0/1 nodes: 1 node selector m
 reason=$(kctl other get virtualmachine testvm -o jsonpath='{.status.conditions[?(@.type=="Scheduled")].reason}')
 check "condition reason is Unschedulable" test "$reason" = Unschedulable
 
+# Events: what the scheduler did, as kubectl and vmctl show it.
+events_show() {  # events_show NAME PATTERN ARGS...: kubectl's output of ARGS matches PATTERN
+  local name=$1 pattern=$2 out; shift 2
+  out=$(kctl "$name" "$@" 2>&1) || true  # a refusal is output to match too
+  grep -q -- "$pattern" <<<"$out"
+}
+check "kubectl get events: Scheduled (master)" \
+  wait_for 15 events_show master 'Normal .*Scheduled .*virtualmachine/testvm .*Successfully assigned default/testvm to master' get events
+check "kubectl get events -o wide: the source and count" \
+  wait_for 15 events_show master 'vmhost-scheduler' get events -o wide
+check "kubectl get events --field-selector: FailedScheduling (other)" \
+  wait_for 15 events_show other 'Warning .*FailedScheduling .*0/1 nodes: 1 node selector mismatch' \
+  get events --field-selector involvedObject.name=testvm,type=Warning
+check "an unknown field selector is refused" \
+  events_show other 'field label not supported' get events --field-selector spec.nothing=x
+check "kubectl describe virtualmachine shows its events" \
+  wait_for 15 sh -c "HOME=$WORK KUBECONFIG=$WORK/other.kubeconfig kubectl describe virtualmachine testvm | sed -n '/^Events:/,\$p' | grep -q 'Warning .*FailedScheduling .*vmhost-scheduler .*0/1 nodes: 1 node selector mismatch'"
+check "vmctl describe shows the events" \
+  sh -c "HOME=$WORK $VMCTL_BIN --server $API_master describe testvm | sed -n '/^Events:/,\$p' | grep -q 'Normal .*Scheduled .*vmhost-scheduler .*Successfully assigned'"
+
 # vmctl: apply, stop, start, wait, delete.
 cat >"$WORK/vm1.yaml" <<YAML
 apiVersion: vmhost.io/v1
@@ -51,10 +71,12 @@ check "vmctl reads its server from --config" sh -c "$VMCTL_BIN --config $WORK/cf
 printf 'sever: x\n' >"$WORK/cfg/bad.yaml"
 check "vmctl names an unknown config key" sh -c "$VMCTL_BIN --config $WORK/cfg/bad.yaml get 2>&1 | grep -q \"unknown key 'sever'\""
 metrics=$(curl -fsS "$API_master/metrics")
-check "/metrics: VMs by phase" sh -c "echo '$metrics' | grep -q '^vmhost_virtual_machines{phase=\"Running\"} 2$'"
-check "/metrics: plugin call latency by plugin" sh -c "echo '$metrics' | grep -q '^vmhost_plugin_call_duration_seconds_count{kind=\"scheduler\",plugin=\"default\",method=\"1\",code=\"OK\"}'"
-check "/metrics: reconcile latency" sh -c "echo '$metrics' | grep -q '^vmhost_node_reconcile_duration_seconds_count{node=\"master\"}'"
-check "/metrics: API requests by verb and code" sh -c "echo '$metrics' | grep -q '^apiserver_request_total{.*code=\"201\"'"
+# The metrics text goes to grep on stdin: it may hold any character.
+has_metric() { grep -q "$1" <<<"$metrics"; }
+check "/metrics: VMs by phase" has_metric '^vmhost_virtual_machines{phase="Running"} 2$'
+check "/metrics: plugin call latency by plugin" has_metric '^vmhost_plugin_call_duration_seconds_count{kind="scheduler",plugin="default",method="1",code="OK"}'
+check "/metrics: reconcile latency" has_metric '^vmhost_node_reconcile_duration_seconds_count{node="master"}'
+check "/metrics: API requests by verb and code" has_metric '^apiserver_request_total{.*code="201"'
 check "vmctl stop" vmctl master stop vm1
 check "stopped VM reaches Stopped" wait_phase master vm1 Stopped 30
 check "vmctl start again" vmctl master start vm1
