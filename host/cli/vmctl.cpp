@@ -97,6 +97,13 @@ std::string collection(const Kind& k, const std::string& ns) {
   return std::string(k.apiPath) + (k.namespaced ? "/namespaces/" + ns : "") + "/" + k.resource;
 }
 
+// Bad usage (an unknown flag, a missing argument): the problem and the
+// usage on stderr, exit status 2, as command-line conventions have it.
+[[noreturn]] void usageError(const std::string& message) {
+  std::fprintf(stderr, "vmctl: %s\n\n%s", message.c_str(), kUsage);
+  std::exit(2);
+}
+
 [[noreturn]] void die(const std::string& message) {
   std::fprintf(stderr, "vmctl: %s\n", message.c_str());
   std::exit(1);
@@ -276,9 +283,9 @@ int apply(HttpClient& http, const Options& o, const std::vector<std::string>& ar
     if ((args[i] == "-f" || args[i] == "--filename") && i + 1 < args.size())
       file = args[++i];
     else
-      die("apply: unexpected argument '" + args[i] + "'");
+      usageError("apply: unexpected argument '" + args[i] + "'");
   }
-  if (file.empty()) die("apply: -f FILE is required");
+  if (file.empty()) usageError("apply: -f FILE is required");
   std::string text;
   if (file == "-") {
     std::stringstream ss;
@@ -360,10 +367,10 @@ Target parseTarget(const std::string& cmd, const std::vector<std::string>& args,
       try {
         t.timeoutSeconds = std::stol(v);
       } catch (...) {
-        die(cmd + ": --timeout: expected seconds like 120s, got '" + a.substr(10) + "'");
+        usageError(cmd + ": --timeout: expected seconds like 120s, got '" + a.substr(10) + "'");
       }
     } else if (!a.empty() && a[0] == '-')
-      die(cmd + ": unknown flag '" + a + "'");
+      usageError(cmd + ": unknown flag '" + a + "'");
     else
       positional.push_back(a);
   }
@@ -372,14 +379,14 @@ Target parseTarget(const std::string& cmd, const std::vector<std::string>& args,
       t.kind = *k;
       positional.erase(positional.begin());
     } else if (!typeOptional || positional.size() > 1) {
-      die(cmd + ": unknown resource type '" + positional[0] + "' (expected vm or node)");
+      usageError(cmd + ": unknown resource type '" + positional[0] + "' (expected vm or node)");
     }
   }
-  if (positional.size() > 1) die(cmd + ": too many arguments");
+  if (positional.size() > 1) usageError(cmd + ": too many arguments");
   if (!positional.empty()) t.name = positional[0];
   if (!t.output.empty() && t.output != "json" && t.output != "yaml" && t.output != "wide" &&
       t.output != "name") {
-    die(cmd + ": -o: expected json, yaml, wide or name, got '" + t.output + "'");
+    usageError(cmd + ": -o: expected json, yaml, wide or name, got '" + t.output + "'");
   }
   return t;
 }
@@ -503,7 +510,7 @@ void printEvents(HttpClient& http, const std::string& ns, const std::string& nam
 
 int describe(HttpClient& http, const Options& o, const std::vector<std::string>& args) {
   Target t = parseTarget("describe", args, true);
-  if (t.name.empty()) die("describe: NAME is required");
+  if (t.name.empty()) usageError("describe: NAME is required");
   auto r = call(http, "GET", collection(t.kind, o.ns) + "/" + t.name);
   if (!ok(r)) serverError(r);
   simdjson::dom::parser parser;
@@ -563,7 +570,7 @@ int describe(HttpClient& http, const Options& o, const std::vector<std::string>&
 
 int remove(HttpClient& http, const Options& o, const std::vector<std::string>& args) {
   Target t = parseTarget("delete", args, true);
-  if (t.name.empty()) die("delete: NAME is required");
+  if (t.name.empty()) usageError("delete: NAME is required");
   auto r = call(http, "DELETE", collection(t.kind, o.ns) + "/" + t.name);
   if (!ok(r)) serverError(r);
   std::printf("%s \"%s\" deleted\n", t.kind.display, t.name.c_str());
@@ -573,7 +580,7 @@ int remove(HttpClient& http, const Options& o, const std::vector<std::string>& a
 int setRunStrategy(HttpClient& http, const Options& o, const std::vector<std::string>& args,
                    const char* cmd, const char* strategy) {
   if (args.size() != 1 || args[0].empty() || args[0][0] == '-')
-    die(std::string(cmd) + ": usage: vmctl " + cmd + " NAME");
+    usageError(std::string(cmd) + ": usage: vmctl " + cmd + " NAME");
   std::string body = std::string(R"({"spec":{"runStrategy":")") + strategy + "\"}}";
   auto r = call(http, "PATCH", collection(kVirtualMachine, o.ns) + "/" + args[0], body,
                 "application/merge-patch+json");
@@ -585,8 +592,8 @@ int setRunStrategy(HttpClient& http, const Options& o, const std::vector<std::st
 
 int wait(HttpClient& http, const Options& o, const std::vector<std::string>& args) {
   Target t = parseTarget("wait", args, true);
-  if (t.name.empty()) die("wait: NAME is required");
-  if (t.waitFor.rfind("phase=", 0) != 0) die("wait: --for=phase=PHASE is required");
+  if (t.name.empty()) usageError("wait: NAME is required");
+  if (t.waitFor.rfind("phase=", 0) != 0) usageError("wait: --for=phase=PHASE is required");
   std::string want = t.waitFor.substr(6);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(t.timeoutSeconds);
   std::string last = "<none>";
@@ -619,7 +626,7 @@ std::string nodeArg(const std::string& cmd, const std::vector<std::string>& args
   std::vector<std::string> positional;
   for (const auto& a : args) {
     if (a.rfind("--timeout=", 0) == 0 && cmd == "drain") continue;
-    if (!a.empty() && a[0] == '-') die(cmd + ": unknown flag '" + a + "'");
+    if (!a.empty() && a[0] == '-') usageError(cmd + ": unknown flag '" + a + "'");
     positional.push_back(a);
   }
   // An optional resource type first, as in `kubectl cordon node NAME`.
@@ -628,14 +635,14 @@ std::string nodeArg(const std::string& cmd, const std::vector<std::string>& args
     positional.erase(positional.begin());
   }
   if (positional.size() != 1) {
-    die(cmd + ": usage: vmctl " + cmd + " NODE" + (cmd == "drain" ? " [--timeout=5m]" : ""));
+    usageError(cmd + ": usage: vmctl " + cmd + " NODE" + (cmd == "drain" ? " [--timeout=5m]" : ""));
   }
   return positional[0];
 }
 
 // "90", "90s", "5m", "1h" -> seconds.
 long parseDuration(const std::string& flag, const std::string& v) {
-  if (v.empty()) die(flag + ": expected a duration like 90s, 5m or 1h");
+  if (v.empty()) usageError(flag + ": expected a duration like 90s, 5m or 1h");
   long unit = 1;
   std::string digits = v;
   switch (v.back()) {
@@ -655,7 +662,7 @@ long parseDuration(const std::string& flag, const std::string& v) {
   }
   if (digits.empty() || digits.size() > 9 ||
       digits.find_first_not_of("0123456789") != std::string::npos) {
-    die(flag + ": expected a duration like 90s, 5m or 1h, got '" + v + "'");
+    usageError(flag + ": expected a duration like 90s, 5m or 1h, got '" + v + "'");
   }
   return std::stol(digits) * unit;
 }
@@ -853,7 +860,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](const char* flag) -> std::string {
-      if (i + 1 >= argc) die(std::string(flag) + " needs a value");
+      if (i + 1 >= argc) usageError(std::string(flag) + " needs a value");
       return argv[++i];
     };
     if (a == "--certificate-authority")
@@ -908,7 +915,7 @@ int main(int argc, char** argv) {
   if (cmd == "drain") return drain(http, args);
   if (cmd == "console") {
     if (args.size() != 1 || args[0].empty() || args[0][0] == '-') {
-      die("console: usage: vmctl console NAME");
+      usageError("console: usage: vmctl console NAME");
     }
     return runConsole(ConsoleOptions{o.server, o.token, o.ns, args[0]});
   }

@@ -14,6 +14,7 @@
 #include "node/libvirt.h"
 #include "store/backends.h"
 #include "vmhost/cluster_tls.h"
+#include "vmhost/usage.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -44,7 +45,13 @@ std::string usage(Mode m) {
   if (m == Mode::kNode) u += " [--controller ADDR:PORT]";
   u += " [--data-dir DIR]";
   if (m != Mode::kController) u += " [--node-name NAME]";
-  return u + "\n";
+  u += "\n";
+  u += m == Mode::kAllInOne
+           ? "  The controller and a node in one process, with the embedded store.\n"
+       : m == Mode::kController
+           ? "  The API, the store, the reconcilers and the node server nodes join.\n"
+           : "  A host: joins the controller and runs the VMs bound to it.\n";
+  return u;
 }
 
 std::string hostname() {
@@ -71,6 +78,7 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
   const bool controllerSide = mode != Mode::kNode;
   const bool nodeSide = mode != Mode::kController;
   const std::string me = std::string("vmhost ") + modeName(mode);
+  if (helpRequested(args)) return printUsage(usage(mode));
   std::string configFile, listen, dataDir, nodeName, clusterListen, controllerAddress;
   for (size_t i = 0; i < args.size(); ++i) {
     auto value = [&](const char* flag) -> std::string {
@@ -94,9 +102,9 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
     else if (a == "--controller" && mode == Mode::kNode)
       controllerAddress = value("--controller");
     else {
-      std::fprintf(stderr, "%s: unexpected argument '%s'\n%s", me.c_str(), a.c_str(),
-                   usage(mode).c_str());
-      return 2;
+      return usageError(
+          me, (a.size() > 1 && a[0] == '-' ? "unknown flag '" : "unexpected argument '") + a + "'",
+          usage(mode));
     }
   }
   if (configFile.empty()) {

@@ -11,6 +11,7 @@
 // Keys and tokens are written 0600. An existing CA is never overwritten.
 #include "common/pki.h"
 #include "vmhost/all_in_one.h"
+#include "vmhost/usage.h"
 
 #include <openssl/evp.h>
 #include <unistd.h>
@@ -46,6 +47,7 @@ int fail(const std::string& message) {
 }  // namespace
 
 int initCluster(const std::vector<std::string>& args) {
+  if (helpRequested(args)) return printUsage(kInitUsage);
   std::string dataDir;
   std::vector<std::string> addresses;
   int apiPort = 8443, clusterPort = 7070;
@@ -68,17 +70,17 @@ int initCluster(const std::vector<std::string>& args) {
       else if (a == "--cluster-port")
         clusterPort = std::stoi(value("--cluster-port"));
       else {
-        std::fprintf(stderr, "vmhost init: unexpected argument '%s'\n%s", a.c_str(), kInitUsage);
-        return 2;
+        return usageError(
+            "vmhost init",
+            (a.size() > 1 && a[0] == '-' ? "unknown flag '" : "unexpected argument '") + a + "'",
+            kInitUsage);
       }
     } catch (const std::exception&) {
-      std::fprintf(stderr, "vmhost init: %s: expected a port number\n", a.c_str());
-      return 2;
+      return usageError("vmhost init", a + ": expected a port number", kInitUsage);
     }
   }
   if (dataDir.empty()) {
-    std::fprintf(stderr, "vmhost init: --data-dir is required\n%s", kInitUsage);
-    return 2;
+    return usageError("vmhost init", "--data-dir is required", kInitUsage);
   }
   if (apiPort < 1 || apiPort > 65535 || clusterPort < 1 || clusterPort > 65535) {
     return fail("ports must be in 1..65535");

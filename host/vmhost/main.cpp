@@ -2,6 +2,7 @@
 // own module.
 #include "plugin_commands.h"
 #include "vmhost/all_in_one.h"
+#include "vmhost/usage.h"
 
 #include <vmhost/plugin.h>
 
@@ -49,6 +50,14 @@ int main(int argc, char** argv) {
   if (cmd == "init") return vmhost::cli::initCluster(rest);
   if (cmd == "node") return vmhost::cli::nodeMain(rest);
   if (cmd == "version") {
+    if (vmhost::cli::helpRequested(rest)) {
+      return vmhost::cli::printUsage(
+          "usage: vmhost version\n  The host's version and the plugin ABI versions it offers.\n");
+    }
+    if (!rest.empty()) {
+      return vmhost::cli::usageError("vmhost version", "unexpected argument '" + rest[0] + "'",
+                                     "usage: vmhost version\n");
+    }
     std::printf("vmhost %s (plugin ABI %u..%u)\n", VMHOST_VERSION, VMHOST_ABI_VERSION_MIN,
                 VMHOST_ABI_VERSION);
     return 0;
@@ -59,8 +68,11 @@ int main(int argc, char** argv) {
     if (!rest.empty() && rest[0] == "inspect") {
       return vmhost::cli::pluginsInspect({rest.begin() + 1, rest.end()});
     }
-    std::fprintf(stderr, "vmhost plugins: expected 'list' or 'inspect'\n");
-    return 2;
+    const char* kPluginsUsage =
+        "usage: vmhost plugins list [--config FILE]\n"
+        "       vmhost plugins inspect FILE.so\n";
+    if (vmhost::cli::helpRequested(rest)) return vmhost::cli::printUsage(kPluginsUsage);
+    return vmhost::cli::usageError("vmhost plugins", "expected 'list' or 'inspect'", kPluginsUsage);
   }
   std::fprintf(stderr, "vmhost: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;

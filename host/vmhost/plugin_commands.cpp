@@ -1,4 +1,5 @@
 #include "plugin_commands.h"
+#include "vmhost/usage.h"
 
 #include "common/config.h"
 #include "common/plugin_host.h"
@@ -50,10 +51,25 @@ bool configFlag(const std::vector<std::string>& args, std::string& config, std::
 
 }  // namespace
 
+const char* kCheckConfigUsage =
+    "usage: vmhost check-config FILE\n"
+    "  Validates FILE and creates each plugin it selects, without starting anything;\n"
+    "  one line per failure naming the file and the cause.\n";
+const char* kPluginsListUsage =
+    "usage: vmhost plugins list [--config FILE]\n"
+    "  The plugins in the plugin directory, or (with --config) the ones FILE selects.\n";
+const char* kPluginsInspectUsage =
+    "usage: vmhost plugins inspect FILE.so\n"
+    "  One plugin's descriptor: kind, name, version, ABI range, capabilities.\n";
+
 int checkConfig(const std::vector<std::string>& args) {
+  if (helpRequested(args)) return printUsage(kCheckConfigUsage);
+  if (args.size() == 1 && args[0].size() > 1 && args[0][0] == '-') {
+    return usageError("vmhost check-config", "unknown flag '" + args[0] + "'", kCheckConfigUsage);
+  }
   if (args.size() != 1) {
-    std::fprintf(stderr, "usage: vmhost check-config FILE\n");
-    return 2;
+    return usageError("vmhost check-config", args.empty() ? "FILE is required" : "one FILE only",
+                      kCheckConfigUsage);
   }
   auto config = loadConfigFile(args[0]);
   if (!config.ok()) {
@@ -76,11 +92,10 @@ int checkConfig(const std::vector<std::string>& args) {
 }
 
 int pluginsList(const std::vector<std::string>& args) {
+  if (helpRequested(args)) return printUsage(kPluginsListUsage);
   std::string configFile, error;
   if (!configFlag(args, configFile, error)) {
-    std::fprintf(stderr, "vmhost plugins list: %s\nusage: vmhost plugins list [--config FILE]\n",
-                 error.c_str());
-    return 2;
+    return usageError("vmhost plugins list", error, kPluginsListUsage);
   }
   std::vector<PluginInfo> infos;
   if (!configFile.empty()) {
@@ -127,9 +142,12 @@ int pluginsList(const std::vector<std::string>& args) {
 }
 
 int pluginsInspect(const std::vector<std::string>& args) {
-  if (args.size() != 1) {
-    std::fprintf(stderr, "usage: vmhost plugins inspect FILE.so\n");
-    return 2;
+  if (helpRequested(args)) return printUsage(kPluginsInspectUsage);
+  if (args.size() != 1 || (args[0].size() > 1 && args[0][0] == '-')) {
+    return usageError(
+        "vmhost plugins inspect",
+        args.size() == 1 ? "unknown flag '" + args[0] + "'" : "one FILE.so is required",
+        kPluginsInspectUsage);
   }
   auto lib = PluginLibrary::open(args[0]);
   if (!lib.ok()) {
