@@ -16,8 +16,11 @@ using Opener =
 const std::map<std::string, Opener, std::less<>>& openers() {
   static const std::map<std::string, Opener, std::less<>> table = {
       {"sqlite",
-       [](const StoreSettings&, const std::string& dataDir) -> Result<std::unique_ptr<Store>> {
-         auto s = SqliteStore::open(dataDir);
+       [](const StoreSettings& settings,
+          const std::string& dataDir) -> Result<std::unique_ptr<Store>> {
+         SqliteStoreOptions options;
+         options.bestEffortResources = settings.bestEffortResources;
+         auto s = SqliteStore::open(dataDir, options);
          if (!s.ok()) return s.error();
          return std::unique_ptr<Store>(std::move(s.value()));
        }},

@@ -13,6 +13,7 @@
 #include <array>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace vmhost::store {
 
@@ -20,6 +21,10 @@ inline constexpr std::array<std::string_view, 1> kBackends = {"sqlite"};
 
 struct StoreSettings {
   std::string backend = "sqlite";
+  // Not from the config: resources the process writes best effort (Events),
+  // which a backend may commit without a sync of their own (see
+  // SqliteStoreOptions::bestEffortResources).
+  std::vector<std::string> bestEffortResources;
 };
 
 }  // namespace vmhost::store

@@ -211,6 +211,9 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
   }
   std::unique_ptr<store::Store> store;
   if (controllerSide) {
+    // Events are best effort (Kubernetes' are too): they need not cost an
+    // fsync each.
+    config.store.bestEffortResources = {api::kEventsResource};
     auto opened = store::openStore(config.store, config.dataDir);
     if (!opened.ok()) {
       std::fprintf(stderr, "%s: store: %s\n", config.dataDir.c_str(),

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <set>
+#include <string>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -205,6 +207,11 @@ struct SqliteStore::Impl : std::enable_shared_from_this<SqliteStore::Impl> {
   std::optional<Error> failed;
   bool closed = false;
   std::vector<LiveWatch> live;
+  // Best-effort durability (SqliteStoreOptions::bestEffortResources).
+  std::set<std::string, std::less<>> bestEffort;
+  bool syncFull = true;         // the connection's synchronous setting now
+  int64_t unsyncedInARow = 0;   // best-effort commits since the last fsynced one
+  bool unsyncedMarked = false;  // meta 'unsynced' = 1 is durable
 
   ~Impl() { closeDatabase(); }
 
@@ -337,6 +344,43 @@ struct SqliteStore::Impl : std::enable_shared_from_this<SqliteStore::Impl> {
     return Ok{};
   }
 
+  // Sets the connection's synchronous mode for the next commit. The first
+  // best-effort commit of a process first records, durably, that unsynced
+  // writes may follow (meta 'unsynced'), so that a reopen after a power
+  // loss knows to skip the revisions they may have taken.
+  Status chooseSync(bool relaxed) {
+    if (!options.syncEveryCommit) return Ok{};
+    if (relaxed && !unsyncedMarked) {
+      if (!syncFull) {
+        if (auto r = exec("PRAGMA synchronous = FULL", "set synchronous"); !r) return r;
+        syncFull = true;
+      }
+      if (auto r = exec("INSERT OR REPLACE INTO meta(key, value) VALUES ('unsynced', 1)",
+                        "mark unsynced writes");
+          !r) {
+        return r;
+      }
+      unsyncedMarked = true;
+    }
+    if (relaxed == !syncFull) return Ok{};
+    if (auto r = exec(relaxed ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = FULL",
+                      "set synchronous");
+        !r) {
+      return r;
+    }
+    syncFull = !relaxed;
+    return Ok{};
+  }
+
+  // On a clean close: everything is made durable and the mark cleared.
+  void clearUnsyncedMark() {
+    if (!unsyncedMarked || db == nullptr || failed) return;
+    if (!syncFull && exec("PRAGMA synchronous = FULL", "set synchronous")) syncFull = true;
+    if (exec("UPDATE meta SET value = 0 WHERE key = 'unsynced'", "clear unsynced mark")) {
+      unsyncedMarked = false;
+    }
+  }
+
   Status setMeta(const char* key, int64_t value) {
     StmtUse use(st.setMeta);
     use.text(1, key);
@@ -385,6 +429,9 @@ struct SqliteStore::Impl : std::enable_shared_from_this<SqliteStore::Impl> {
     Result<StoredObject> result = [&]() -> Result<StoredObject> {
       std::lock_guard<std::mutex> lock(mu);
       if (auto w = checkWritable(); !w) return w.error();
+      bool relaxed = options.syncEveryCommit && unsyncedInARow < SqliteStore::kMaxUnsyncedWrites &&
+                     bestEffort.count(key.resource) > 0;
+      if (auto r = chooseSync(relaxed); !r) return r.error();
       if (auto r = begin(); !r) return r.error();
       Transaction txn(*this);
 
@@ -462,6 +509,7 @@ struct SqliteStore::Impl : std::enable_shared_from_this<SqliteStore::Impl> {
       if (auto r = setMeta("revision", rev); !r) return r.error();
       if (auto r = txn.commit(); !r) return r.error();
       revision = rev;
+      unsyncedInARow = relaxed ? unsyncedInARow + 1 : 0;
 
       if (!live.empty()) {
         WatchEvent event;
@@ -595,6 +643,7 @@ struct SqliteStore::Impl : std::enable_shared_from_this<SqliteStore::Impl> {
         }
       }
       live.clear();
+      clearUnsyncedMark();
       closeDatabase();
     }
     for (auto& channel : toNotify) channel->notifyConsumer();
@@ -747,6 +796,24 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& dataDi
       rollback();
       return Error{VMHOST_ERR_DATA_LOSS, impl->path + ": cannot read the store's revision"};
     }
+    int64_t unsynced = 0;
+    bool marked = false;
+    if (!queryInt("SELECT value FROM meta WHERE key = 'unsynced'", unsynced, marked)) {
+      rollback();
+      return Error{VMHOST_ERR_DATA_LOSS, impl->path + ": cannot read the store's meta table"};
+    }
+    if (marked && unsynced != 0) {
+      // The last run ended without a clean close after best-effort writes:
+      // up to kMaxUnsyncedWrites revisions it handed out may be gone. Skip
+      // them, so that none is handed out again for another write.
+      impl->revision += kMaxUnsyncedWrites;
+      std::string sql = "UPDATE meta SET value = " + std::to_string(impl->revision) +
+                        " WHERE key = 'revision'; UPDATE meta SET value = 0 WHERE key = 'unsynced'";
+      if (auto r = impl->exec(sql.c_str(), "skip unsynced revisions"); !r) {
+        rollback();
+        return r.error();
+      }
+    }
     if (maxEvent > impl->revision || impl->compacted > impl->revision) {
       rollback();
       return Error{VMHOST_ERR_DATA_LOSS, impl->path + " is inconsistent: revision " +
@@ -762,6 +829,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& dataDi
   }
 
   if (auto r = impl->prepareAll(); !r) return r.error();
+  impl->bestEffort.insert(impl->options.bestEffortResources.begin(),
+                          impl->options.bestEffortResources.end());
+  impl->syncFull = impl->options.syncEveryCommit;
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
 }
 

@@ -43,6 +43,15 @@ struct SqliteStoreOptions {
   // across a process crash but the last commits may be lost on power loss —
   // only for tests and benchmarks that populate large stores quickly.
   bool syncEveryCommit = true;
+  // Resources whose writes need not be fsynced one by one (Events: best
+  // effort by nature, and one per VM start would otherwise double the
+  // commits a VM costs). Their commits reach the WAL without an fsync
+  // (SQLite's synchronous=NORMAL): durable across a process crash, and
+  // made durable by the next ordinary commit; on a power loss the last few
+  // may be lost. At most kMaxUnsyncedWrites go unsynced in a row, and a
+  // store reopened after such writes were left unsynced skips that many
+  // revisions, so no revision a client saw is ever handed out twice.
+  std::vector<std::string> bestEffortResources;
   // How long open() waits for another process holding the database.
   std::chrono::milliseconds busyTimeout{2000};
 };
@@ -51,6 +60,9 @@ class SqliteStore final : public Store {
  public:
   // The version of the database layout this build writes and reads.
   static constexpr int64_t kSchemaVersion = 1;
+  // Best-effort writes (SqliteStoreOptions::bestEffortResources) in a row
+  // before one is fsynced anyway.
+  static constexpr int64_t kMaxUnsyncedWrites = 256;
 
   // Opens <dataDir>/store.db, creating the directory and the database if
   // missing. Errors name the path: UNAVAILABLE/PERMISSION_DENIED when the

@@ -5,6 +5,8 @@
 #include "store_testing.h"
 
 #include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
@@ -186,6 +188,75 @@ BOOST_AUTO_TEST_CASE(a_file_that_is_not_a_store_is_refused) {
   BOOST_TEST(e.code == VMHOST_ERR_FAILED_PRECONDITION);
   BOOST_TEST(e.message ==
              tmp.data() + "/store.db is not a vmhost store (it has no schema_version table)");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(best_effort)
+
+BOOST_AUTO_TEST_CASE(best_effort_writes_are_kept_by_a_clean_close) {
+  TempDir tmp;
+  SqliteStoreOptions options;
+  options.bestEffortResources = {"events"};
+  {
+    auto s = openStore(tmp.data(), options);
+    for (int i = 0; i < 10; ++i)
+      must(s->create(Key{"events", "default", "e" + std::to_string(i)}, "x"));
+    must(s->create(vm("vm1"), "y"));
+    must(s->create(Key{"events", "default", "last"}, "z"));
+    BOOST_TEST(revisionOf(*s) == 12);
+  }
+  auto s = openStore(tmp.data(), options);
+  BOOST_TEST(revisionOf(*s) == 12);  // a clean close skips nothing
+  BOOST_TEST(must(s->get(Key{"events", "default", "last"})).value == "z");
+  BOOST_TEST(must(s->list("events", "")).items.size() == 11u);
+}
+
+// A process that dies after best-effort writes (here: _exit without
+// closing the store) may have lost the unsynced ones on a power loss, so
+// the next open skips the revisions they may have used.
+BOOST_AUTO_TEST_CASE(a_reopen_after_unsynced_writes_skips_their_revisions) {
+  TempDir tmp;
+  SqliteStoreOptions options;
+  options.bestEffortResources = {"events"};
+  pid_t pid = fork();
+  BOOST_TEST_REQUIRE(pid >= 0);
+  if (pid == 0) {
+    auto s = SqliteStore::open(tmp.data(), options);
+    if (!s.ok()) _exit(10);
+    for (int i = 0; i < 5; ++i) {
+      if (!s.value()->create(Key{"events", "default", "e" + std::to_string(i)}, "x").ok())
+        _exit(11);
+    }
+    _exit(0);  // no close: the mark stays
+  }
+  int status = 0;
+  BOOST_TEST_REQUIRE(waitpid(pid, &status, 0) == pid);
+  BOOST_TEST_REQUIRE(WIFEXITED(status));
+  BOOST_TEST_REQUIRE(WEXITSTATUS(status) == 0);
+  auto s = openStore(tmp.data(), options);
+  BOOST_TEST(revisionOf(*s) == 5 + SqliteStore::kMaxUnsyncedWrites);
+  // The writes themselves survived the process's death (no power loss here).
+  BOOST_TEST(must(s->list("events", "")).items.size() == 5u);
+  auto next = must(s->create(vm("vm1"), "y"));
+  BOOST_TEST(next.modRevision == 6 + SqliteStore::kMaxUnsyncedWrites);
+}
+
+BOOST_AUTO_TEST_CASE(a_process_without_best_effort_writes_leaves_no_gap) {
+  TempDir tmp;
+  pid_t pid = fork();
+  BOOST_TEST_REQUIRE(pid >= 0);
+  if (pid == 0) {
+    auto s = SqliteStore::open(tmp.data());
+    if (!s.ok()) _exit(10);
+    if (!s.value()->create(Key{"events", "default", "e"}, "x").ok()) _exit(11);
+    _exit(0);
+  }
+  int status = 0;
+  BOOST_TEST_REQUIRE(waitpid(pid, &status, 0) == pid);
+  BOOST_TEST_REQUIRE(WEXITSTATUS(status) == 0);
+  auto s = openStore(tmp.data());
+  BOOST_TEST(revisionOf(*s) == 1);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
