@@ -307,6 +307,7 @@ Result<DomainSpec> NodeAgent::prepare(const api::VirtualMachine& vm,
     d.readOnly = a.getReadOnly();
     d.bootOrder = a.getBootOrder();
     d.shared = a.getShared();
+    d.cache = a.getCache().cStr();
     spec.disks.push_back(std::move(d));
   }
   step("storage");
