@@ -127,6 +127,12 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
                    "PrepareFailed", e.message);
     return e;
   };
+  {
+    // Record the VM before its devices are prepared, so that a failure or a
+    // crash after some of them were leaves enough to release them.
+    std::ofstream out(stateFile(key), std::ios::trunc);
+    out << api::storeValue(vm);
+  }
   auto prepared = devices_.prepare(vm);
   if (!prepared.ok()) return prepareFailed(prepared.error());
   NodeChoices choices;
@@ -136,12 +142,6 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
   std::vector<api::InterfaceStatus> macs;
   for (const auto& n : spec.value().interfaces) macs.push_back({n.interfaceName, n.mac});
   if (auto s = devices_.claimMacs(key, macs); !s.ok()) return prepareFailed(s.error());
-  {
-    // Record the VM as defined before defining, so a crash in between still
-    // leaves enough to clean up.
-    std::ofstream out(stateFile(key), std::ios::trunc);
-    out << api::storeValue(vm);
-  }
   auto defineStart = Clock::now();
   auto defined = libvirt_.define(spec.value());
   if (!defined.ok()) {

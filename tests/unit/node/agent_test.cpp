@@ -481,6 +481,23 @@ BOOST_AUTO_TEST_CASE(the_loop_follows_the_feed) {
   BOOST_TEST(waitFor([&] { return !fs::exists(node.volumeFile("feed1", "scratch")); }));
 }
 
+// The first volume was prepared, the second failed: deleting the VM then
+// releases the first (nothing orphaned in the pool).
+BOOST_AUTO_TEST_CASE(a_vm_deleted_after_a_half_done_prepare_leaves_no_volume) {
+  TestNode node;
+  node.control.put(
+      makeVm("apiVersion: vmhost.io/v1\nkind: VirtualMachine\nmetadata: {name: half1}\nspec:\n"
+             "  memory: 64Mi\n  disks: [{name: scratch}, {name: root}]\n"
+             "  volumes:\n  - {name: scratch, empty: {size: 16Mi}}\n"
+             "  - {name: root, ephemeral: {image: {path: /nonexistent/base.qcow2}}}\n"));
+  BOOST_TEST_REQUIRE(!node.reconcile("half1").ok());
+  BOOST_TEST_REQUIRE(fs::exists(node.volumeFile("half1", "scratch")));
+  node.control.remove("half1");
+  BOOST_TEST_REQUIRE(node.reconcile("half1").ok());
+  BOOST_TEST(!fs::exists(node.volumeFile("half1", "scratch")));
+  BOOST_TEST(!fs::exists(fs::path(node.options.dataDir) / "node" / "vms" / "default_half1.json"));
+}
+
 BOOST_AUTO_TEST_CASE(an_eviction_request_stops_the_domain_and_is_acknowledged) {
   TestNode node;
   node.control.put(scratchVm("evict1"));
