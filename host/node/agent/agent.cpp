@@ -115,6 +115,10 @@ void NodeAgent::pollDomains() {
     last = d.status.state;
   }
   for (const auto& [key, since] : stopping_) queue_.insert(key);
+  auto now = Clock::now();
+  for (const auto& [key, hold] : holds_) {
+    if (hold.retryable && now >= hold.next) queue_.insert(key);
+  }
 }
 
 void NodeAgent::run(std::stop_token stop) {

@@ -16,11 +16,19 @@
 // <dataDir>/node/vms/, so a VM deleted while the agent was down is still
 // cleaned up when it comes back.
 //
+// A failure to prepare a VM's devices is the VM's Ready condition (reason
+// PrepareFailed) with the error's code and what happens next:
+//   "volume root: storage plugin 'local': <message> (NOT_FOUND; not retried
+//    until the VM's spec changes or the node restarts)"
+//   "... (UNAVAILABLE; retrying in 4s)"
+// A non-retryable error is not tried again for the same spec generation
+// while the agent runs; a retryable one backs off (retryBackoff*).
+//
 // One class across three files, as KubeVirt's virt-handler splits its work:
 //   agent.cpp         the loop: watch, queue, resync, domain polling, adoption,
 //                     heartbeat and node registration
 //   vm_lifecycle.cpp  one VM: reconcile, run/stop/evict its domain, clean up,
-//                     its phase and Ready condition
+//                     its phase and Ready condition, the retry holds
 //   devices.{h,cpp}   its volumes and interfaces through the plugins (Devices),
 //                     the domain itself from node/domain/converter.h
 #pragma once
@@ -55,6 +63,10 @@ struct AgentOptions {
   // Published as the Node's vmhost.io/libvirt-endpoint annotation; empty:
   // the node's own libvirt URI.
   std::string libvirtEndpoint;
+  // After a retryable error preparing a VM's devices, the next try waits
+  // this long, doubled per consecutive failure up to retryBackoffMax.
+  std::chrono::milliseconds retryBackoffInitial{1000};
+  std::chrono::milliseconds retryBackoffMax{60000};
 };
 
 class NodeAgent {
@@ -73,7 +85,8 @@ class NodeAgent {
   void run(std::stop_token stop);
 
   // Reconciles one VM now (tests and the loop use it). Returns the error
-  // that kept it from converging, if any.
+  // that kept it from converging, if any; a VM whose retries are held
+  // (see above) is left alone and returns Ok.
   Status reconcile(const std::string& ns, const std::string& name);
 
   // Reconcile passes that ended with an error (for tests and metrics).
@@ -98,6 +111,11 @@ class NodeAgent {
   Status setPhase(const api::VirtualMachine& vm, const std::string& phase,
                   const std::string& readyStatus, const std::string& reason,
                   const std::string& message);
+  // Whether a start of `vm` must wait: a held non-retryable error for this
+  // generation, or a retryable one still backing off.
+  bool retryHeld(const api::VirtualMachine& vm);
+  // Records the failure and writes it as the PrepareFailed condition; returns it.
+  Error prepareFailed(const api::VirtualMachine& vm, const Error& error);
   std::string stateFile(const VmKey& key) const;
   std::string consoleLog(const VmKey& key) const;
 
@@ -116,6 +134,15 @@ class NodeAgent {
 
   // The lifecycle's state.
   std::map<VmKey, Clock::time_point> stopping_;  // ACPI shutdown sent at
+  // The last failed prepare of a VM, until a prepare succeeds or the VM goes.
+  struct RetryHold {
+    std::string uid;
+    int64_t generation = 0;
+    bool retryable = false;
+    uint32_t failures = 0;   // consecutive, for this uid and generation
+    Clock::time_point next;  // retryable: the earliest next try
+  };
+  std::map<VmKey, RetryHold> holds_;
   std::atomic<uint64_t> failures_{0};
 };
 

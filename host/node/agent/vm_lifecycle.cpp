@@ -50,6 +50,41 @@ Status NodeAgent::setPhase(const api::VirtualMachine& vm, const std::string& pha
   return Ok{};
 }
 
+bool NodeAgent::retryHeld(const api::VirtualMachine& vm) {
+  auto it = holds_.find({vm.metadata.ns, vm.metadata.name});
+  if (it == holds_.end()) return false;
+  const RetryHold& hold = it->second;
+  if (hold.uid != vm.metadata.uid || hold.generation != vm.metadata.generation) {
+    holds_.erase(it);  // a new spec (or a new VM of that name) gets a fresh try
+    return false;
+  }
+  return !hold.retryable || Clock::now() < hold.next;
+}
+
+Error NodeAgent::prepareFailed(const api::VirtualMachine& vm, const Error& error) {
+  RetryHold& hold = holds_[{vm.metadata.ns, vm.metadata.name}];
+  if (hold.uid != vm.metadata.uid || hold.generation != vm.metadata.generation) {
+    hold = RetryHold{vm.metadata.uid, vm.metadata.generation, false, 0, {}};
+  }
+  hold.retryable = error.retryable;
+  ++hold.failures;
+  std::string next;
+  if (error.retryable) {
+    auto delay = options_.retryBackoffInitial;
+    for (uint32_t i = 1; i < hold.failures && delay < options_.retryBackoffMax; ++i) delay *= 2;
+    delay = std::min(delay, options_.retryBackoffMax);
+    hold.next = Clock::now() + delay;
+    next = "retrying in " + (delay.count() % 1000 == 0 ? std::to_string(delay.count() / 1000) + "s"
+                                                       : std::to_string(delay.count()) + "ms");
+  } else {
+    next = "not retried until the VM's spec changes or the node restarts";
+  }
+  (void)setPhase(vm, vm.status.phase.empty() ? "Scheduled" : vm.status.phase, "False",
+                 "PrepareFailed",
+                 error.message + " (" + statusName(error.code) + "; " + next + ")");
+  return error;
+}
+
 Status NodeAgent::cleanup(const VmKey& key, const std::string& expectedUid, bool deleteData) {
   std::string name = domainName(key.first, key.second);
   auto domain = libvirt_.lookupByName(name);
@@ -79,7 +114,15 @@ Status NodeAgent::cleanup(const VmKey& key, const std::string& expectedUid, bool
   fs::remove(stateFile(key), ec);
   fs::remove(consoleLog(key), ec);
   stopping_.erase(key);
-  devices_.forget(key);
+  holds_.erase(key);
+  if (devices_.forget(key)) {
+    // A MAC this VM held is free: a VM that lost a claim to it may start now.
+    for (auto& [other, hold] : holds_) {
+      if (!hold.retryable) continue;
+      hold.next = Clock::now();
+      queue_.insert(other);
+    }
+  }
   return Ok{};
 }
 
@@ -122,11 +165,7 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
     if (vm.spec.runStrategy == "RerunOnFailure" && vm.status.phase == "Succeeded") return Ok{};
   }
   // Define (or redefine: the spec may have changed while it was stopped) and start.
-  auto prepareFailed = [&](const Error& e) {
-    (void)setPhase(vm, vm.status.phase.empty() ? "Scheduled" : vm.status.phase, "False",
-                   "PrepareFailed", e.message);
-    return e;
-  };
+  if (retryHeld(vm)) return Ok{};
   {
     // Record the VM before its devices are prepared, so that a failure or a
     // crash after some of them were leaves enough to release them.
@@ -134,14 +173,15 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
     out << api::storeValue(vm);
   }
   auto prepared = devices_.prepare(vm);
-  if (!prepared.ok()) return prepareFailed(prepared.error());
+  if (!prepared.ok()) return prepareFailed(vm, prepared.error());
   NodeChoices choices;
   choices.serialLogFile = consoleLog(key);
   auto spec = toDomainSpec(vm, prepared.value().attachments(), choices);
-  if (!spec.ok()) return prepareFailed(spec.error());
+  if (!spec.ok()) return prepareFailed(vm, spec.error());
   std::vector<api::InterfaceStatus> macs;
   for (const auto& n : spec.value().interfaces) macs.push_back({n.interfaceName, n.mac});
-  if (auto s = devices_.claimMacs(key, macs); !s.ok()) return prepareFailed(s.error());
+  if (auto s = devices_.claimMacs(key, macs); !s.ok()) return prepareFailed(vm, s.error());
+  holds_.erase(key);
   auto defineStart = Clock::now();
   auto defined = libvirt_.define(spec.value());
   if (!defined.ok()) {
@@ -293,6 +333,7 @@ Status NodeAgent::reconcileVm(const VmKey& key) {
 
   if (vm.status.nodeName != options_.nodeName || vm.metadata.deletionTimestamp) {
     mine_.erase(key);
+    holds_.erase(key);
     // Bound elsewhere (a drain, a lost node's VM restarted on another one):
     // stop the copy here but keep its disks, which may be the new node's.
     bool deleting = vm.metadata.deletionTimestamp.has_value();

@@ -229,6 +229,7 @@ struct TestNode {
   fs::path pool;
   FakeControlPlane control;
   std::optional<Connection> libvirt;
+  std::string networkConfig = "{}";
   std::unique_ptr<PluginInstance> storage, network;
   std::unique_ptr<metrics::Registry> metrics;
   std::unique_ptr<NodeAgent> agent;
@@ -244,6 +245,8 @@ struct TestNode {
     libvirt.emplace(std::move(c.value()));
     options.nodeName = kNode;
     options.dataDir = (dir / "data").string();
+    options.retryBackoffInitial = 200ms;
+    options.retryBackoffMax = 400ms;
     options.domainPoll = 50ms;
     start();
   }
@@ -254,7 +257,7 @@ struct TestNode {
   void start() {
     agent.reset();
     storage = loadPlugin("vmhost-storage-local.so", "{\"pool\":" + jsonString(pool.string()) + "}");
-    network = loadPlugin("vmhost-network-libvirt-network.so", "{}");
+    network = loadPlugin("vmhost-network-libvirt-network.so", networkConfig);
     metrics = std::make_unique<metrics::Registry>();
     agent = std::make_unique<NodeAgent>(control, *libvirt, *storage, *network, *metrics, options);
   }
@@ -481,6 +484,58 @@ BOOST_AUTO_TEST_CASE(the_loop_follows_the_feed) {
   BOOST_TEST(waitFor([&] { return !fs::exists(node.volumeFile("feed1", "scratch")); }));
 }
 
+// A plugin's non-retryable error: the code is in the condition, and the
+// node does not try again until the spec changes or the node restarts.
+BOOST_AUTO_TEST_CASE(a_non_retryable_plugin_error_is_shown_with_its_code_and_not_retried) {
+  TestNode node;
+  fs::path image = node.dir / "images" / "base.qcow2";
+  node.control.put(
+      makeVm("apiVersion: vmhost.io/v1\nkind: VirtualMachine\nmetadata: {name: "
+             "broken1}\nspec:\n  memory: 64Mi\n  disks: [{name: scratch}, {name: root}]\n"
+             "  volumes:\n  - {name: scratch, empty: {size: 16Mi}}\n"
+             "  - {name: root, ephemeral: {image: {path: " +
+             image.string() + "}}}\n"));
+  auto s = node.reconcile("broken1");
+  BOOST_TEST_REQUIRE(!s.ok());
+  BOOST_TEST(s.error().code == VMHOST_ERR_NOT_FOUND);
+  BOOST_TEST(!s.error().retryable);
+  auto vm = node.control.vm("broken1");
+  BOOST_TEST_REQUIRE(ready(vm) != nullptr);
+  BOOST_TEST(ready(vm)->status == "False");
+  BOOST_TEST(ready(vm)->reason == "PrepareFailed");
+  BOOST_TEST_MESSAGE("Ready: " << ready(vm)->message);
+  const std::string prefix = "volume root: storage plugin 'local': volume root: ";
+  const std::string suffix =
+      " (NOT_FOUND; not retried until the VM's spec changes or the node restarts)";
+  BOOST_TEST(ready(vm)->message.rfind(prefix, 0) == 0, ready(vm)->message);
+  BOOST_TEST(ready(vm)->message.find(image.string()) != std::string::npos, ready(vm)->message);
+  BOOST_TEST(ready(vm)->message.ends_with(suffix), ready(vm)->message);
+  BOOST_TEST(vm.status.phase == api::kPhaseScheduled);
+  BOOST_TEST(!node.domain("broken1").has_value());
+  BOOST_TEST(node.agent->failures() == 1u);
+
+  // The cause goes away, but the same spec is not tried again: no retry,
+  // no status write, no domain.
+  fs::create_directories(image.parent_path());
+  BOOST_TEST_REQUIRE(
+      std::system(("qemu-img create -q -f qcow2 '" + image.string() + "' 16M").c_str()) == 0);
+  size_t writes = node.control.writes("broken1").size();
+  for (int i = 0; i < 3; ++i) BOOST_TEST_REQUIRE(node.reconcile("broken1").ok());
+  BOOST_TEST(node.agent->failures() == 1u);
+  BOOST_TEST(node.control.writes("broken1").size() == writes);
+  BOOST_TEST(!node.domain("broken1").has_value());
+
+  // A new generation of the spec is tried at once.
+  node.control.changeSpec("broken1", [](api::VirtualMachineSpec& s) { s.cpu.cores = 2; });
+  BOOST_TEST_REQUIRE(node.reconcile("broken1").ok());
+  BOOST_TEST(node.control.vm("broken1").status.phase == api::kPhaseRunning);
+
+  // Deleting it releases the volumes the failed pass had already prepared.
+  node.control.remove("broken1");
+  BOOST_TEST_REQUIRE(node.reconcile("broken1").ok());
+  BOOST_TEST(!fs::exists(node.volumeFile("broken1", "scratch")));
+}
+
 // The first volume was prepared, the second failed: deleting the VM then
 // releases the first (nothing orphaned in the pool).
 BOOST_AUTO_TEST_CASE(a_vm_deleted_after_a_half_done_prepare_leaves_no_volume) {
@@ -496,6 +551,80 @@ BOOST_AUTO_TEST_CASE(a_vm_deleted_after_a_half_done_prepare_leaves_no_volume) {
   BOOST_TEST_REQUIRE(node.reconcile("half1").ok());
   BOOST_TEST(!fs::exists(node.volumeFile("half1", "scratch")));
   BOOST_TEST(!fs::exists(fs::path(node.options.dataDir) / "node" / "vms" / "default_half1.json"));
+}
+
+BOOST_AUTO_TEST_CASE(a_restarted_node_tries_a_held_vm_again) {
+  TestNode node;
+  fs::path image = node.dir / "missing.qcow2";
+  node.control.put(
+      makeVm("apiVersion: vmhost.io/v1\nkind: VirtualMachine\nmetadata: {name: held1}\nspec:\n"
+             "  memory: 64Mi\n  disks: [{name: root}]\n"
+             "  volumes: [{name: root, ephemeral: {image: {path: " +
+             image.string() + "}}}]\n"));
+  BOOST_TEST_REQUIRE(!node.reconcile("held1").ok());
+  BOOST_TEST_REQUIRE(node.reconcile("held1").ok());  // held
+  BOOST_TEST_REQUIRE(
+      std::system(("qemu-img create -q -f qcow2 '" + image.string() + "' 16M").c_str()) == 0);
+  node.start();
+  BOOST_TEST_REQUIRE(node.reconcile("held1").ok());
+  BOOST_TEST(node.control.vm("held1").status.phase == api::kPhaseRunning);
+  BOOST_TEST(ready(node.control.vm("held1"))->reason == "DomainRunning");
+}
+
+// The network plugin's errors carry the interface in the same way.
+BOOST_AUTO_TEST_CASE(a_network_plugin_error_names_the_interface_and_its_code) {
+  TestNode node;
+  // The plugin checks networks through this process's test driver, which
+  // has a network "default" and no "nosuchnet".
+  node.networkConfig = R"({"uri":"test:///default","checkNetworks":true})";
+  node.start();
+  node.control.put(
+      makeVm("apiVersion: vmhost.io/v1\nkind: VirtualMachine\nmetadata: {name: nonet1}\nspec:\n"
+             "  memory: 64Mi\n  interfaces: [{name: eth0, network: nosuchnet}]\n"));
+  auto s = node.reconcile("nonet1");
+  BOOST_TEST_REQUIRE(!s.ok());
+  auto vm = node.control.vm("nonet1");
+  BOOST_TEST(ready(vm)->reason == "PrepareFailed");
+  BOOST_TEST(ready(vm)->message.rfind("interface eth0: network plugin 'libvirt-network': "
+                                      "interface eth0: network nosuchnet does not exist",
+                                      0) == 0,
+             ready(vm)->message);
+  BOOST_TEST(ready(vm)->message.ends_with(
+                 " (NOT_FOUND; not retried until the VM's spec changes or the node restarts)"),
+             ready(vm)->message);
+  BOOST_TEST(!node.domain("nonet1").has_value());
+}
+
+// A retryable error is tried again after a backoff that doubles, bounded.
+BOOST_AUTO_TEST_CASE(a_retryable_plugin_error_is_retried_with_a_bounded_backoff) {
+  TestNode node;  // backoff 200 ms, at most 400 ms
+  node.control.put(makeVm(
+      "apiVersion: vmhost.io/v1\nkind: VirtualMachine\nmetadata: {name: retry1}\nspec:\n"
+      "  memory: 64Mi\n  disks: [{name: root}]\n"
+      "  volumes: [{name: root, ephemeral: {image: {url: 'http://127.0.0.1:1/base.qcow2'}}}]\n"));
+  auto message = [&] { return ready(node.control.vm("retry1"))->message; };
+
+  auto s = node.reconcile("retry1");
+  BOOST_TEST_REQUIRE(!s.ok());
+  BOOST_TEST(s.error().code == VMHOST_ERR_UNAVAILABLE);
+  BOOST_TEST(s.error().retryable);
+  BOOST_TEST(message().rfind("volume root: storage plugin 'local': ", 0) == 0, message());
+  BOOST_TEST(message().ends_with(" (UNAVAILABLE; retrying in 200ms)"), message());
+  BOOST_TEST(node.agent->failures() == 1u);
+
+  // Within the backoff: not tried.
+  BOOST_TEST_REQUIRE(node.reconcile("retry1").ok());
+  BOOST_TEST(node.agent->failures() == 1u);
+
+  std::this_thread::sleep_for(250ms);
+  BOOST_TEST_REQUIRE(!node.reconcile("retry1").ok());
+  BOOST_TEST(node.agent->failures() == 2u);
+  BOOST_TEST(message().ends_with(" (UNAVAILABLE; retrying in 400ms)"), message());
+
+  std::this_thread::sleep_for(450ms);
+  BOOST_TEST_REQUIRE(!node.reconcile("retry1").ok());
+  BOOST_TEST(node.agent->failures() == 3u);
+  BOOST_TEST(message().ends_with(" (UNAVAILABLE; retrying in 400ms)"), message());  // the bound
 }
 
 BOOST_AUTO_TEST_CASE(an_eviction_request_stops_the_domain_and_is_acknowledged) {
