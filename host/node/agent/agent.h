@@ -24,13 +24,15 @@
 // A non-retryable error is not tried again for the same spec generation
 // while the agent runs; a retryable one backs off (retryBackoff*).
 //
-// One class across three files, as KubeVirt's virt-handler splits its work:
+// Split as KubeVirt's virt-handler splits its work: NodeAgent is the loop
+// and a VM's lifecycle, Devices the plugin side, the converter the domain.
 //   agent.cpp         the loop: watch, queue, resync, domain polling, adoption,
 //                     heartbeat and node registration
 //   vm_lifecycle.cpp  one VM: reconcile, run/stop/evict its domain, clean up,
 //                     its phase and Ready condition, the retry holds
-//   devices.{h,cpp}   its volumes and interfaces through the plugins (Devices),
-//                     the domain itself from node/domain/converter.h
+//   devices.{h,cpp}   class Devices: its volumes and interfaces through the
+//                     plugins, the node's MAC claims, image progress
+//   node/domain/      the VM and the plugins' answers -> the domain XML
 #pragma once
 
 #include "api/types.h"

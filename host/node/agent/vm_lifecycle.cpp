@@ -342,7 +342,7 @@ Status NodeAgent::reconcileVm(const VmKey& key) {
   }
   mine_.insert(key);
   // Being evicted (a drain): stopped whatever the run strategy says, and
-  // never started again here (see controller/eviction.h).
+  // never started again here (the hand-shake: api/eviction.h).
   if (api::evictionRequest(vm.status) != nullptr) return ensureEvicted(vm, domain);
   if (vm.spec.runStrategy == "Halted") return ensureStopped(vm, domain);
   return ensureRunning(vm, domain);
