@@ -14,7 +14,7 @@
 #pragma once
 
 #include "common/result.h"
-#include "node/domain_xml.h"
+#include "node/domain/domain_xml.h"
 
 #include <cstdint>
 #include <optional>

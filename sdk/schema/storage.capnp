@@ -67,6 +67,13 @@ struct VolumeAttachment @0x9c8b763b21ab1481 {
   shared @7 :Bool;      # reachable from every node (no copy on migration)
   created @8 :Bool;     # this call created the volume; false on a repeat
   bootOrder @9 :UInt32;
+  # <driver cache=...>: "none", "writethrough", "writeback", "directsync",
+  # "unsafe"; "" (the default, and what plugins older than this field send)
+  # keeps libvirt's default. The storage plugin's call, not the host's: a
+  # disk on shared storage wants "none" so that a live migration never
+  # leaves the source's page cache holding writes the target cannot see,
+  # but "none" means O_DIRECT, which tmpfs and some FUSE file systems refuse.
+  cache @10 :Text;
 }
 
 # VMHOST_METHOD_STORAGE_RELEASE request. Idempotent: releasing a released

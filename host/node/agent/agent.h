@@ -12,21 +12,40 @@
 // every start goes through a lookup).
 //
 // What the node needs to undo its work after a VM is gone (the VM as it was
-// defined, for the plugins' release calls) is kept under
+// last prepared, for the plugins' release calls) is kept under
 // <dataDir>/node/vms/, so a VM deleted while the agent was down is still
 // cleaned up when it comes back.
+//
+// A failure to prepare a VM's devices is the VM's Ready condition (reason
+// PrepareFailed) with the error's code and what happens next:
+//   "volume root: storage plugin 'local': <message> (NOT_FOUND; not retried
+//    until the VM's spec changes or the node restarts)"
+//   "... (UNAVAILABLE; retrying in 4s)"
+// A non-retryable error is not tried again for the same spec generation
+// while the agent runs; a retryable one backs off (retryBackoff*).
+//
+// Split as KubeVirt's virt-handler splits its work: NodeAgent is the loop
+// and a VM's lifecycle, Devices the plugin side, the converter the domain.
+//   agent.cpp         the loop: watch, queue, resync, domain polling, adoption,
+//                     heartbeat and node registration
+//   vm_lifecycle.cpp  one VM: reconcile, run/stop/evict its domain, clean up,
+//                     its phase and Ready condition, the retry holds
+//   devices.{h,cpp}   class Devices: its volumes and interfaces through the
+//                     plugins, the node's MAC claims, image progress
+//   node/domain/      the VM and the plugins' answers -> the domain XML
 #pragma once
 
 #include "api/types.h"
 #include "common/metrics.h"
 #include "common/plugin_host.h"
 #include "node/agent/control_plane.h"
+#include "node/agent/devices.h"
 #include "node/libvirt.h"
 
 #include <atomic>
 #include <chrono>
 #include <map>
-#include <mutex>
+#include <optional>
 #include <set>
 #include <stop_token>
 #include <string>
@@ -46,6 +65,10 @@ struct AgentOptions {
   // Published as the Node's vmhost.io/libvirt-endpoint annotation; empty:
   // the node's own libvirt URI.
   std::string libvirtEndpoint;
+  // After a retryable error preparing a VM's devices, the next try waits
+  // this long, doubled per consecutive failure up to retryBackoffMax.
+  std::chrono::milliseconds retryBackoffInitial{1000};
+  std::chrono::milliseconds retryBackoffMax{60000};
 };
 
 class NodeAgent {
@@ -64,15 +87,22 @@ class NodeAgent {
   void run(std::stop_token stop);
 
   // Reconciles one VM now (tests and the loop use it). Returns the error
-  // that kept it from converging, if any.
+  // that kept it from converging, if any; a VM whose retries are held
+  // (see above) is left alone and returns Ok.
   Status reconcile(const std::string& ns, const std::string& name);
 
   // Reconcile passes that ended with an error (for tests and metrics).
   uint64_t failures() const { return failures_; }
 
  private:
-  using VmKey = std::pair<std::string, std::string>;
+  using Clock = std::chrono::steady_clock;
 
+  // ---- the loop (agent.cpp)
+  bool adopt();  // lists domains: queues the VMs of those this node owns
+  void pollDomains();
+
+  // ---- one VM's lifecycle (vm_lifecycle.cpp)
+  Status reconcileVm(const VmKey& key);
   Status ensureRunning(const api::VirtualMachine& vm, std::optional<Domain>& domain);
   Status ensureStopped(const api::VirtualMachine& vm, std::optional<Domain>& domain);
   // Stops the domain for an eviction request, then acknowledges it.
@@ -83,48 +113,38 @@ class NodeAgent {
   Status setPhase(const api::VirtualMachine& vm, const std::string& phase,
                   const std::string& readyStatus, const std::string& reason,
                   const std::string& message);
-  Result<DomainSpec> prepare(const api::VirtualMachine& vm,
-                             std::vector<api::InterfaceStatus>& macs);
-  // `deleteData`: the VM is deleted (persistent disks with reclaimPolicy
-  // Delete and empty disks go); otherwise only what this node attached.
-  Status releaseDevices(const api::VirtualMachine& vm, bool deleteData);
-  // Releases the VM's ephemeral volumes only: an overlay lives while its
-  // domain runs, so each start gets a fresh one on the base image.
-  Status releaseEphemeral(const api::VirtualMachine& vm);
+  // Whether a start of `vm` must wait: a held non-retryable error for this
+  // generation, or a retryable one still backing off.
+  bool retryHeld(const api::VirtualMachine& vm);
+  // Records the failure and writes it as the PrepareFailed condition; returns it.
+  Error prepareFailed(const api::VirtualMachine& vm, const Error& error);
   std::string stateFile(const VmKey& key) const;
   std::string consoleLog(const VmKey& key) const;
-  bool adopt();  // lists domains: queues the VMs of those this node owns
-  void pollDomains();
 
   ControlPlane& control_;
   Connection& libvirt_;
-  PluginInstance& storage_;
-  PluginInstance& network_;
   AgentOptions options_;
   metrics::Histogram* reconcileLatency_ = nullptr;
   metrics::Histogram* startSteps_ = nullptr;  // {node, step}
   metrics::Counter* reconcileErrors_ = nullptr;
+  Devices devices_;
 
+  // The loop's state.
   std::set<VmKey> queue_;
-  std::set<VmKey> mine_;  // VMs bound to this node, or with a domain here
-  std::map<VmKey, std::chrono::steady_clock::time_point> stopping_;  // ACPI shutdown sent at
-  std::map<std::string, DomainState> lastStates_;                    // by domain name
-  // MAC -> the VM of this node that has it: a second VM asking for a MAC in
-  // use here is refused (PrepareFailed) instead of breaking both guests'
-  // networking. Rebuilt from the VMs' status on every (re)list.
-  std::map<std::string, VmKey> macOwners_;
-  Status claimMacs(const VmKey& key, const std::vector<api::InterfaceStatus>& macs);
+  std::set<VmKey> mine_;                           // VMs bound to this node, or with a domain here
+  std::map<std::string, DomainState> lastStates_;  // by domain name
 
-  // The VM whose disks are being prepared: the storage plugin's progress
-  // reports (from any thread) are written to its status.
-  struct Preparing {
+  // The lifecycle's state.
+  std::map<VmKey, Clock::time_point> stopping_;  // ACPI shutdown sent at
+  // The last failed prepare of a VM, until a prepare succeeds or the VM goes.
+  struct RetryHold {
     std::string uid;
-    VmKey key;
-    std::chrono::steady_clock::time_point lastReport{};
+    int64_t generation = 0;
+    bool retryable = false;
+    uint32_t failures = 0;   // consecutive, for this uid and generation
+    Clock::time_point next;  // retryable: the earliest next try
   };
-  void onProgress(const std::string& uid, const std::string& what, uint64_t done, uint64_t total);
-  std::mutex progressMu_;
-  Preparing preparing_;
+  std::map<VmKey, RetryHold> holds_;
   std::atomic<uint64_t> failures_{0};
 };
 

@@ -1,6 +1,6 @@
 #include "node/agent/console.h"
 
-#include "node/domain_xml.h"
+#include "node/domain/domain_xml.h"
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>

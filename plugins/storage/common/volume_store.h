@@ -76,16 +76,20 @@ class VolumeStore {
 class VolumeStorePlugin : public sdk::StoragePlugin {
  public:
   // `field` names the config key of `root` in the error for a relative path.
+  // `cache` is the QEMU cache mode every attachment carries ("": libvirt's
+  // default); an unknown one is refused naming config.cache.
   // Fetch progress goes to the host through `ctx`, which outlives the plugin.
   VolumeStorePlugin(const sdk::PluginContext& ctx, const std::string& field,
-                    const std::string& root, bool shared)
+                    const std::string& root, bool shared, std::string cache = "")
       : store_(checkedRoot(field, root), shared,
                [&ctx](const std::string& uid, const std::string& what, uint64_t done,
-                      uint64_t total) { ctx.reportProgress(uid, what, done, total); }) {}
+                      uint64_t total) { ctx.reportProgress(uid, what, done, total); }),
+        cache_(checkedCache(std::move(cache))) {}
 
   void prepare(schema::VolumeRequest::Reader request,
                schema::VolumeAttachment::Builder out) override {
     store_.prepare(request, out);
+    out.setCache(cache_);
   }
 
   void release(schema::VolumeRelease::Reader request,
@@ -102,7 +106,18 @@ class VolumeStorePlugin : public sdk::StoragePlugin {
     return root;
   }
 
+  static std::string checkedCache(std::string cache) {
+    for (const char* mode : {"", "none", "writethrough", "writeback", "directsync", "unsafe"}) {
+      if (cache == mode) return cache;
+    }
+    throw sdk::Error(VMHOST_ERR_INVALID_ARGUMENT,
+                     "config.cache: '" + cache +
+                         "' is not one of none, writethrough, writeback, directsync, unsafe "
+                         "(or empty for libvirt's default)");
+  }
+
   VolumeStore store_;
+  std::string cache_;
 };
 
 }  // namespace vmhost::storage

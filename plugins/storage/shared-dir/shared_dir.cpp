@@ -21,13 +21,20 @@ namespace {
 
 class SharedDirStorage final : public vmhost::storage::VolumeStorePlugin {
  public:
-  explicit SharedDirStorage(vmhost::sdk::PluginContext& ctx)
-      : VolumeStorePlugin(ctx, "config.path", configRoot(ctx), /*shared=*/true) {}
+  explicit SharedDirStorage(vmhost::sdk::PluginContext& ctx) : SharedDirStorage(ctx, config(ctx)) {}
 
  private:
-  static std::string configRoot(vmhost::sdk::PluginContext& ctx) {
+  struct Config {
+    std::string path;
+    std::string cache;
+  };
+  SharedDirStorage(vmhost::sdk::PluginContext& ctx, Config c)
+      : VolumeStorePlugin(ctx, "config.path", c.path, /*shared=*/true, std::move(c.cache)) {}
+
+  static Config config(vmhost::sdk::PluginContext& ctx) {
     capnp::MallocMessageBuilder message;
-    return vmhost::sdk::decodeConfig<SharedDirConfig>(ctx, message).getPath().cStr();
+    auto c = vmhost::sdk::decodeConfig<SharedDirConfig>(ctx, message);
+    return {c.getPath().cStr(), c.getCache().cStr()};
   }
 };
 

@@ -141,3 +141,26 @@ BOOST_AUTO_TEST_CASE(config_is_checked) {
   BOOST_TEST(test::createError("vmhost-storage-shared-dir.so", R"({"pool":"/x"})")
                  .find("create failed: INVALID_ARGUMENT: config: ") != std::string::npos);
 }
+
+// The cache mode is the operator's choice for the share, carried on every
+// attachment; empty (libvirt's default) unless the config says otherwise.
+BOOST_AUTO_TEST_CASE(every_attachment_carries_the_configured_cache_mode) {
+  Share share;
+  auto blank = [](auto s) { s.setEmpty(); };
+  auto a = Share::prepare(*share.nodeA, "node-a", "blank", 1 << 20, blank);
+  BOOST_TEST_REQUIRE(a.ok(), (a.ok() ? "" : a.error().message));
+  BOOST_TEST(std::string(a.value().get().getCache().cStr()) == "");
+
+  auto none =
+      test::loadPlugin("vmhost-storage-shared-dir.so",
+                       R"({"path":")" + (share.dir / "share").string() + R"(","cache":"none"})");
+  auto b = Share::prepare(*none, "node-b", "blank", 1 << 20, blank);
+  BOOST_TEST_REQUIRE(b.ok(), (b.ok() ? "" : b.error().message));
+  BOOST_TEST(std::string(b.value().get().getCache().cStr()) == "none");
+
+  BOOST_TEST(test::createError("vmhost-storage-shared-dir.so",
+                               R"({"path":"/srv/share","cache":"fast"})") ==
+             "plugin 'shared-dir' (storage): create failed: INVALID_ARGUMENT: config.cache: 'fast' "
+             "is not one of none, writethrough, writeback, directsync, unsafe (or empty for "
+             "libvirt's default)");
+}

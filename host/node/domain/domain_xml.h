@@ -1,7 +1,9 @@
-// Domain translation: what the node wants a VM to be (DomainSpec) -> the
-// libvirt domain XML that makes it so. The one place that knows libvirt's XML
-// vocabulary; everything else speaks DomainSpec. Golden-file tests pin the
-// output (tests/unit/node/domain_xml_test.cpp, tests/fixtures/domain/).
+// Domain translation, second half: what the node wants a VM to be
+// (DomainSpec) -> the libvirt domain XML that makes it so. The one place that
+// knows libvirt's XML vocabulary; everything else speaks DomainSpec. The first
+// half, the VM and its plugins' attachments -> DomainSpec, is converter.h.
+// Golden-file tests pin the output of both, from the VM manifest to the XML
+// (tests/unit/node/domain_xml_test.cpp, tests/fixtures/domain/).
 //
 // The XML also carries a <vmhost:vm> metadata element naming the VM that owns
 // the domain, so that a restarted node can list libvirt's domains and re-adopt
@@ -38,7 +40,8 @@ struct DiskSpec {
   bool shared = false;
   // QEMU cache mode ("none", "writeback", ...); "" keeps libvirt's default.
   // Shared disks want "none" for a safe live migration, but O_DIRECT fails
-  // on tmpfs, so this is the storage plugin's call, not a fixed choice.
+  // on tmpfs, so this is the storage plugin's call (VolumeAttachment.cache),
+  // not a fixed choice.
   std::string cache;
 };
 

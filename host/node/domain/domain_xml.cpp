@@ -1,4 +1,4 @@
-#include "node/domain_xml.h"
+#include "node/domain/domain_xml.h"
 
 #include <algorithm>
 #include <charconv>
