@@ -97,6 +97,12 @@ check "one QEMU per VM, on the VM's node" test "$(wc -l <"$TDIR/qemu.before")" -
 guest_vm pinned "  nodeSelector: {host: host3}"
 check "the nodeSelector VM runs on host3" wait_phase ctl pinned Running 120
 check "...on host3" test "$(kctl ctl get virtualmachines pinned -o jsonpath='{.status.nodeName}')" = host3
+# Events cross from the node to the controller over RPC (NodeSession.recordEvent).
+started_event() {
+  kctl ctl get events --field-selector involvedObject.name=pinned,reason=Started -o wide 2>/dev/null |
+    grep -q 'vmhost-node, host3'
+}
+check "host3's Started event for it, through the controller" wait_for 30 started_event
 vmctl ctl delete pinned >/dev/null
 
 # ---- kill -9 a node agent: guests keep running, re-adopted, not restarted

@@ -113,6 +113,9 @@ class NodeAgent {
   Status setPhase(const api::VirtualMachine& vm, const std::string& phase,
                   const std::string& readyStatus, const std::string& reason,
                   const std::string& message);
+  // Records an Event about `vm` through the control plane (best effort).
+  void event(const api::VirtualMachine& vm, const char* type, const char* reason,
+             const std::string& message);
   // Whether a start of `vm` must wait: a held non-retryable error for this
   // generation, or a retryable one still backing off.
   bool retryHeld(const api::VirtualMachine& vm);

@@ -50,6 +50,12 @@ Status NodeAgent::setPhase(const api::VirtualMachine& vm, const std::string& pha
   return Ok{};
 }
 
+void NodeAgent::event(const api::VirtualMachine& vm, const char* type, const char* reason,
+                      const std::string& message) {
+  control_.recordEvent(
+      api::vmEvent(vm, type, reason, message, api::EventSource{"vmhost-node", options_.nodeName}));
+}
+
 bool NodeAgent::retryHeld(const api::VirtualMachine& vm) {
   auto it = holds_.find({vm.metadata.ns, vm.metadata.name});
   if (it == holds_.end()) return false;
@@ -82,6 +88,9 @@ Error NodeAgent::prepareFailed(const api::VirtualMachine& vm, const Error& error
   (void)setPhase(vm, vm.status.phase.empty() ? "Scheduled" : vm.status.phase, "False",
                  "PrepareFailed",
                  error.message + " (" + statusName(error.code) + "; " + next + ")");
+  // Without the retry delay, so that repeats aggregate into one Event.
+  event(vm, api::kEventTypeWarning, "FailedPrepare",
+        error.message + " (" + statusName(error.code) + ")");
   return error;
 }
 
@@ -149,9 +158,14 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
         s == DomainState::kCrashed ||
         (s == DomainState::kShutOff && state.value().reason == VIR_DOMAIN_SHUTOFF_CRASHED);
     if (vm.spec.runStrategy == "Manual" && wasRunning) {
-      if (crashed)
+      if (crashed) {
+        event(vm, api::kEventTypeWarning, "GuestCrashed",
+              "the guest crashed; runStrategy Manual leaves it stopped");
         return setPhase(vm, "Failed", "False", "GuestCrashed",
                         "the guest crashed; runStrategy Manual leaves it stopped");
+      }
+      event(vm, api::kEventTypeNormal, "Stopped",
+            "the guest stopped; runStrategy Manual leaves it stopped");
       return setPhase(vm, "Stopped", "False", "GuestStopped",
                       "the guest stopped; runStrategy Manual leaves it stopped");
     }
@@ -160,9 +174,15 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
       return Ok{};
     }
     if (vm.spec.runStrategy == "RerunOnFailure" && guestShutdown && wasRunning) {
+      event(vm, api::kEventTypeNormal, "Stopped", "the guest shut down cleanly");
       return setPhase(vm, "Succeeded", "False", "GuestShutdown", "the guest shut down cleanly");
     }
     if (vm.spec.runStrategy == "RerunOnFailure" && vm.status.phase == "Succeeded") return Ok{};
+    if (wasRunning) {
+      event(vm, api::kEventTypeWarning, crashed ? "GuestCrashed" : "GuestStopped",
+            std::string(crashed ? "the guest crashed" : "the guest stopped") +
+                "; starting it again (runStrategy " + vm.spec.runStrategy + ")");
+    }
   }
   // Define (or redefine: the spec may have changed while it was stopped) and start.
   if (retryHeld(vm)) return Ok{};
@@ -191,6 +211,7 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
     (void)setPhase(vm,
                    permanent ? "Failed" : (vm.status.phase.empty() ? "Scheduled" : vm.status.phase),
                    "False", "DefineFailed", defined.error().message);
+    event(vm, api::kEventTypeWarning, "FailedDefine", defined.error().message);
     return defined.error();
   }
   auto startStart = Clock::now();
@@ -201,6 +222,7 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
   if (auto s = defined.value().start(); !s.ok()) {
     (void)setPhase(vm, vm.status.phase.empty() ? "Scheduled" : vm.status.phase, "False",
                    "StartFailed", s.error().message);
+    event(vm, api::kEventTypeWarning, "FailedStart", s.error().message);
     return s.error();
   }
   if (startSteps_ != nullptr) {
@@ -218,6 +240,7 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
         return true;
       });
   if (!r.ok() && r.error().code != VMHOST_ERR_NOT_FOUND) return r.error();
+  event(vm, api::kEventTypeNormal, "Started", "the domain is running on node " + options_.nodeName);
   return Ok{};
 }
 
@@ -284,6 +307,7 @@ Status NodeAgent::ensureStopped(const api::VirtualMachine& vm, std::optional<Dom
   if (vm.status.phase != "Stopped") {
     // Before the phase says Stopped, so that a failed release is retried.
     if (auto r = devices_.releaseEphemeral(vm); !r.ok()) return r.error();
+    event(vm, api::kEventTypeNormal, "Stopped", "stopped: runStrategy is Halted");
     return setPhase(vm, "Stopped", "False", "Stopped", "runStrategy is Halted");
   }
   return Ok{};

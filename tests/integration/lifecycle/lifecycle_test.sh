@@ -44,6 +44,8 @@ check "an unknown field selector is refused" \
   events_show other 'field label not supported' get events --field-selector spec.nothing=x
 check "kubectl describe virtualmachine shows its events" \
   wait_for 15 sh -c "HOME=$WORK KUBECONFIG=$WORK/other.kubeconfig kubectl describe virtualmachine testvm | sed -n '/^Events:/,\$p' | grep -q 'Warning .*FailedScheduling .*vmhost-scheduler .*0/1 nodes: 1 node selector mismatch'"
+check "kubectl get events: Started, reported by the node" \
+  wait_for 15 events_show master 'Normal .*Started .*virtualmachine/testvm .*the domain is running on node master' get events
 check "vmctl describe shows the events" \
   sh -c "HOME=$WORK $VMCTL_BIN --server $API_master describe testvm | sed -n '/^Events:/,\$p' | grep -q 'Normal .*Scheduled .*vmhost-scheduler .*Successfully assigned'"
 

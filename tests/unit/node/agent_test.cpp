@@ -130,7 +130,29 @@ class FakeControlPlane final : public ControlPlane {
     return Ok{};
   }
 
+  void recordEvent(api::EventRecord event) override {
+    std::lock_guard lock(mu_);
+    events_.push_back(std::move(event));
+  }
+
   // ---- for the test
+  // The reasons of the events recorded about `name`, in order.
+  std::vector<std::string> eventReasons(const std::string& name) {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> out;
+    for (const auto& e : events_) {
+      if (e.object.name == name) out.push_back(e.reason);
+    }
+    return out;
+  }
+  std::vector<api::EventRecord> events(const std::string& name) {
+    std::lock_guard lock(mu_);
+    std::vector<api::EventRecord> out;
+    for (const auto& e : events_) {
+      if (e.object.name == name) out.push_back(e);
+    }
+    return out;
+  }
   void put(const api::VirtualMachine& vm) {
     std::lock_guard lock(mu_);
     vms_[{vm.metadata.ns, vm.metadata.name}] = vm;
@@ -186,6 +208,7 @@ class FakeControlPlane final : public ControlPlane {
   std::map<std::pair<std::string, std::string>, api::VirtualMachine> vms_;
   std::set<std::pair<std::string, std::string>> deleted_;
   std::vector<StatusWrite> writes_;
+  std::vector<api::EventRecord> events_;
   std::vector<api::Node> nodes_;
   size_t heartbeats_ = 0;
   size_t lists_ = 0;
@@ -384,11 +407,21 @@ BOOST_AUTO_TEST_CASE(define_and_start_reach_running_with_macs_in_status) {
   BOOST_TEST(node.steps("define") == 1u);
   BOOST_TEST(node.steps("start") == 1u);
 
-  // Converged: another pass changes nothing.
+  // One Started event, reported by this node.
+  auto events = node.control.events("run1");
+  BOOST_TEST_REQUIRE(events.size() == 1u);
+  BOOST_TEST(events[0].reason == "Started");
+  BOOST_TEST(events[0].type == api::kEventTypeNormal);
+  BOOST_TEST(events[0].object.uid == vm.metadata.uid);
+  BOOST_TEST(events[0].source.component == "vmhost-node");
+  BOOST_TEST(events[0].source.host == node.options.nodeName);
+
+  // Converged: another pass changes nothing, and records nothing.
   size_t writes = node.control.writes("run1").size();
   BOOST_TEST_REQUIRE(node.reconcile("run1").ok());
   BOOST_TEST(node.control.writes("run1").size() == writes);
   BOOST_TEST(node.steps("start") == 1u);
+  BOOST_TEST(node.control.events("run1").size() == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(halted_stops_the_domain) {
@@ -404,6 +437,8 @@ BOOST_AUTO_TEST_CASE(halted_stops_the_domain) {
   auto vm = node.control.vm("halt1");
   BOOST_TEST(ready(vm)->status == "False");
   BOOST_TEST(ready(vm)->reason == "Stopped");
+  BOOST_TEST(
+      (node.control.eventReasons("halt1") == std::vector<std::string>{"Started", "Stopped"}));
   // Stopped keeps the disk and the definition.
   BOOST_TEST(fs::exists(node.volumeFile("halt1", "scratch")));
   BOOST_TEST_REQUIRE(node.reconcile("halt1").ok());
@@ -462,6 +497,8 @@ BOOST_AUTO_TEST_CASE(a_restarted_agent_adopts_the_running_domain_and_starts_noth
   BOOST_TEST(node.steps("define") == 0u);
   BOOST_TEST(node.steps("start") == 0u);
   BOOST_TEST(node.agent->failures() == 0u);
+  // Adopting is not starting: still the one Started event.
+  BOOST_TEST(node.control.eventReasons("adopt1") == std::vector<std::string>{"Started"});
   BOOST_TEST((node.state("adopt1") == DomainState::kRunning));
   BOOST_TEST(virDomainGetID(node.domain("adopt1")->raw()) == id);
   BOOST_TEST(node.control.vm("adopt1").status.phase == api::kPhaseRunning);
@@ -513,6 +550,12 @@ BOOST_AUTO_TEST_CASE(a_non_retryable_plugin_error_is_shown_with_its_code_and_not
   BOOST_TEST(vm.status.phase == api::kPhaseScheduled);
   BOOST_TEST(!node.domain("broken1").has_value());
   BOOST_TEST(node.agent->failures() == 1u);
+  auto failed = node.control.events("broken1");
+  BOOST_TEST_REQUIRE(failed.size() == 1u);
+  BOOST_TEST(failed[0].type == api::kEventTypeWarning);
+  BOOST_TEST(failed[0].reason == "FailedPrepare");
+  BOOST_TEST(failed[0].message.rfind(prefix, 0) == 0, failed[0].message);
+  BOOST_TEST(failed[0].message.ends_with(" (NOT_FOUND)"), failed[0].message);
 
   // The cause goes away, but the same spec is not tried again: no retry,
   // no status write, no domain.
