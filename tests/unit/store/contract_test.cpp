@@ -365,8 +365,6 @@ STORE_CONTRACT_CASE(from_a_compacted_revision_is_out_of_range) {
 }
 
 STORE_CONTRACT_CASE(a_slow_watcher_is_terminated_others_are_not) {
-  Fixture<Backend> fx;
-  auto& store = fx.store;
   TempDir tmp2;
   ContractOptions options;
   options.watchQueueLimit = 5;
@@ -430,8 +428,6 @@ STORE_CONTRACT_CASE(notify_is_called_when_events_arrive_and_not_after_close) {
 }
 
 STORE_CONTRACT_CASE(a_watch_outliving_its_store_ends_with_unavailable) {
-  Fixture<Backend> fx;
-  auto& store = fx.store;
   TempDir tmp2;
   auto s = Backend::open(tmp2, {});
   must(s->create(vm("a"), "x"));
