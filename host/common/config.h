@@ -10,8 +10,9 @@
 //     migration: {name: precopy}
 #pragma once
 
-#include "plugin_host.h"
 #include "result.h"
+
+#include <vmhost/loader/plugin_host.h>
 
 #include <array>
 #include <cstdint>

@@ -11,8 +11,9 @@
 
 #include "api/types.h"
 #include "common/metrics.h"
-#include "common/plugin_host.h"
 #include "common/store/store.h"
+
+#include <vmhost/loader/plugin_host.h>
 
 #include <atomic>
 #include <chrono>

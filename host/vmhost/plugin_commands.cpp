@@ -1,7 +1,8 @@
 #include "plugin_commands.h"
 
 #include "common/config.h"
-#include "common/plugin_host.h"
+
+#include <vmhost/loader/plugin_host.h>
 
 #include <cstdio>
 #include <filesystem>

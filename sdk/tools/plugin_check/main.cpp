@@ -28,7 +28,7 @@
 #include "checks.h"
 #include "runner.h"
 
-#include "common/plugin_host.h"
+#include <vmhost/loader/plugin_host.h>
 
 #include <dlfcn.h>
 #include <stdlib.h>

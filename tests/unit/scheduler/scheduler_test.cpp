@@ -6,8 +6,8 @@
 // give, written as the node name for a placement or the Unschedulable message.
 #define BOOST_TEST_MODULE scheduler plugins
 #include "common/config.h"
-#include "common/plugin_host.h"
 
+#include <vmhost/loader/plugin_host.h>
 #include <vmhost/schema/scheduler.capnp.h>
 
 #include <boost/test/unit_test.hpp>
