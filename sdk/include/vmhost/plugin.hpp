@@ -11,7 +11,9 @@
 //   VMHOST_PLUGIN(MyScheduler, "my-scheduler", "1.0.0", "Places VMs my way", 0)
 //
 // The layer negotiates the ABI version, decodes requests with bounded
-// readers, encodes responses as flat word arrays, and turns every exception
+// readers and reads every field of a request before the method runs (a
+// request whose fields do not decode fails as INVALID_ARGUMENT), encodes
+// responses as flat word arrays, and turns every exception
 // into an error code at the boundary: throw vmhost::sdk::Error to choose the
 // code; any other exception becomes VMHOST_ERR_INTERNAL. Nothing but the C
 // types of plugin.h leaves the shared object.
@@ -27,6 +29,7 @@
 #include <vmhost/schema/scheduler.capnp.h>
 #include <vmhost/schema/storage.capnp.h>
 
+#include <capnp/dynamic.h>
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <kj/exception.h>
@@ -42,6 +45,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace vmhost::sdk {
 
@@ -114,6 +118,80 @@ inline capnp::ReaderOptions requestReaderOptions() {
   return options;
 }
 
+// Strict field reading. Cap'n Proto reads lazily: a field that does not
+// read as its type (a text without its NUL, a list where a struct belongs)
+// throws only when a handler gets to it, maybe halfway through its work, and
+// a handler that never reads it never notices. So every request is read
+// whole before its handler runs, and such a request fails as
+// INVALID_ARGUMENT naming the field, as `vmhost-plugin-check --strict`
+// (check strict-decoding) expects of every plugin.
+class FieldWalk {
+ public:
+  // Reads every pointer field of `root`; throws kj::Exception on the first
+  // one that does not read, with path() naming it.
+  void readStruct(capnp::DynamicStruct::Reader s) {
+    for (auto field : s.getSchema().getNonUnionFields()) readField(s, field);
+    KJ_IF_MAYBE (field, s.which()) {
+      readField(s, *field);
+    }
+  }
+
+  // "nodes[2].labels[0].key": where the walk stopped.
+  std::string path() const {
+    std::string out;
+    for (const auto& part : path_) {
+      if (part.name == nullptr) {
+        out += "[" + std::to_string(part.index) + "]";
+      } else {
+        if (!out.empty()) out += '.';
+        out += part.name;
+      }
+    }
+    return out;
+  }
+
+ private:
+  struct Part {
+    const char* name;  // a field name (schema data, static), or nullptr for an index
+    uint32_t index;
+  };
+
+  static bool holdsPointers(capnp::Type type) {
+    return type.isText() || type.isData() || type.isList() || type.isStruct();
+  }
+
+  void readField(capnp::DynamicStruct::Reader s, capnp::StructSchema::Field field) {
+    // Data-section fields (numbers, enums, bools) always read: out of range
+    // is the default. Interfaces and AnyPointer have no type to check.
+    if (!holdsPointers(field.getType())) return;
+    path_.push_back({field.getProto().getName().cStr(), 0});
+    readValue(s.get(field));  // get() checks the pointer against the field's type
+    path_.pop_back();         // not on a throw: path() then names the failing field
+  }
+
+  void readValue(const capnp::DynamicValue::Reader& value) {
+    switch (value.getType()) {
+      case capnp::DynamicValue::STRUCT:
+        readStruct(value.as<capnp::DynamicStruct>());
+        break;
+      case capnp::DynamicValue::LIST: {
+        auto list = value.as<capnp::DynamicList>();
+        if (!holdsPointers(list.getSchema().getElementType())) break;
+        for (uint32_t i = 0; i < list.size(); ++i) {
+          path_.push_back({nullptr, i});
+          readValue(list[i]);
+          path_.pop_back();
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  std::vector<Part> path_;
+};
+
 class Request {
  public:
   Request(const uint8_t* data, size_t size) {
@@ -139,17 +217,27 @@ class Request {
   }
 
   // Decodes and validates the whole message up front, so that a malformed
-  // request fails here as INVALID_ARGUMENT instead of inside the handler.
+  // request fails here as INVALID_ARGUMENT instead of inside the handler:
+  // first its structure (every pointer, within the limits), then every
+  // field against its type (FieldWalk).
   template <typename T>
   typename T::Reader root() {
+    typename T::Reader root;
     try {
-      auto root = reader_->getRoot<T>();
-      (void)root.totalSize();  // traverses every pointer, within the limits
-      return root;
+      root = reader_->getRoot<T>();
+      (void)root.totalSize();
     } catch (const kj::Exception& e) {
       throw Error(VMHOST_ERR_INVALID_ARGUMENT,
                   std::string("malformed request: ") + e.getDescription().cStr());
     }
+    FieldWalk walk;
+    try {
+      walk.readStruct(capnp::toDynamic(root));
+    } catch (const kj::Exception& e) {
+      throw Error(VMHOST_ERR_INVALID_ARGUMENT,
+                  "malformed request: field " + walk.path() + ": " + e.getDescription().cStr());
+    }
+    return root;
   }
 
  private:
@@ -428,9 +516,14 @@ const vmhost_plugin_descriptor* entry(vmhost_negotiation* n, vmhost_plugin_descr
 // SchedulerPlugin, StoragePlugin, NetworkPlugin, MigrationPlugin and has a
 // constructor taking vmhost::sdk::PluginContext&. NAME, VERSION and
 // DESCRIPTION are string literals; CAPS is a VMHOST_CAP_* mask.
+//
+// The entry is declared before it is defined so that the macro compiles
+// cleanly under -Wmissing-prototypes (clang) and -Wmissing-declarations.
 #define VMHOST_PLUGIN(CLASS, NAME, VERSION, DESCRIPTION, CAPS)                         \
   static_assert(std::is_base_of_v<::vmhost::sdk::PluginBase, CLASS>,                   \
                 #CLASS " must derive from a vmhost::sdk plugin interface");            \
+  extern "C" VMHOST_PLUGIN_EXPORT const vmhost_plugin_descriptor* vmhost_plugin_entry( \
+      vmhost_negotiation* negotiation);                                                \
   extern "C" VMHOST_PLUGIN_EXPORT const vmhost_plugin_descriptor* vmhost_plugin_entry( \
       vmhost_negotiation* negotiation) {                                               \
     static vmhost_plugin_descriptor descriptor = {                                     \
