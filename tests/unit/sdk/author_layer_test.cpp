@@ -189,6 +189,17 @@ BOOST_AUTO_TEST_CASE(a_field_that_does_not_read_as_its_type_is_refused_naming_it
     BOOST_TEST(error.rfind("malformed request: field nodes[2].name: ", 0) == 0u, error);
   }
   {
+    capnp::MallocMessageBuilder message;
+    auto rows = message.initRoot<WrongGrid>().initRows(2);
+    rows.init(1, 3);  // rows[0] stays null, which reads as an empty list
+    auto words = capnp::messageToFlatArray(message);
+    std::string error = readError<Grid>(words);
+    BOOST_TEST(error.rfind("malformed request: field rows[1]: ", 0) == 0u, error);
+    capnp::MallocMessageBuilder good;
+    good.initRoot<Grid>().initRows(1).init(0, 2).set(1, "b");
+    BOOST_TEST(readError<Grid>(capnp::messageToFlatArray(good)) == "");
+  }
+  {
     // The same request with a proper text reads.
     capnp::MallocMessageBuilder message;
     auto request = message.initRoot<vmhost::schema::ScheduleRequest>();

@@ -58,3 +58,12 @@ struct WrongScheduleRequest {
   vm @0 :Empty;                # ScheduleRequest.vm is VmSpec (an empty one reads fine)
   nodes @1 :List(WrongNode);   # ScheduleRequest.nodes is List(NodeInfo)
 }
+
+# A list of lists, which the strict walk reads through the dynamic API.
+struct Grid {
+  rows @0 :List(List(Text));
+}
+
+struct WrongGrid {
+  rows @0 :List(List(UInt64));  # Grid.rows holds texts
+}
