@@ -14,6 +14,7 @@ as_root() {
 # Build: compiler, CMake, and the libraries the host, SDK and plugins link.
 build_pkgs=(
   build-essential cmake pkg-config git
+  clang  # the SDK's out-of-tree test builds plugins with clang++ as well as g++
   capnproto libcapnp-dev
   libboost-dev libboost-filesystem-dev libboost-test-dev libboost-program-options-dev
   libsimdjson-dev libcurl4-openssl-dev libvirt-dev libsqlite3-dev libyaml-cpp-dev

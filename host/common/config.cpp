@@ -526,10 +526,19 @@ Result<Plugins> loadPlugins(const HostConfig& config) {
                        " plugin, not a " + kindName(kind) + " plugin",
                    false};
     }
-    auto instance = PluginInstance::create(std::move(lib.value()), slot.configJson);
+    auto instance = PluginInstance::create(lib.value(), slot.configJson);
     if (!instance.ok()) {
-      return Error{instance.error().code, ctx + instance.error().message,
-                   instance.error().retryable};
+      // "vmhost.yaml: plugins.storage (local): config: unknown key ...": the
+      // slot and the plugin's name, then the plugin's own words; the
+      // loader's "plugin 'local' (storage): create failed: CODE: " would
+      // only repeat them.
+      const Error& e = instance.error();
+      std::string said = e.message;
+      std::string loaderPrefix = PluginInstance::createFailurePrefix(info, e.code);
+      if (said.rfind(loaderPrefix, 0) == 0) said.erase(0, loaderPrefix.size());
+      return Error{e.code,
+                   config.file + ": plugins." + kindName(kind) + " (" + info.name + "): " + said,
+                   e.retryable};
     }
     out.instances[kind - 1] = std::move(instance.value());
   }

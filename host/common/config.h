@@ -11,9 +11,10 @@
 //   store: {backend: sqlite}            # optional (store/settings.h)
 #pragma once
 
-#include "plugin_host.h"
 #include "result.h"
 #include "store/settings.h"
+
+#include <vmhost/loader/plugin_host.h>
 
 #include <array>
 #include <cstdint>

@@ -20,8 +20,9 @@
 #include "api/types.h"
 #include "api/vocabulary.h"
 #include "common/metrics.h"
-#include "common/plugin_host.h"
 #include "store/store.h"
+
+#include <vmhost/loader/plugin_host.h>
 
 #include <atomic>
 #include <chrono>

@@ -2,7 +2,8 @@
 #include "vmhost/usage.h"
 
 #include "common/config.h"
-#include "common/plugin_host.h"
+
+#include <vmhost/loader/plugin_host.h>
 
 #include <cstdio>
 #include <filesystem>

@@ -16,6 +16,10 @@
 # The target is named vmhost-<kind>-<NAME>. Only the entry symbol is
 # exported; the SDK schemas are compiled into the plugin with the plugin's own
 # compiler, so nothing but the C ABI is shared with the host.
+#
+# Without this function: link Vmhost::schema (the SDK headers, and the
+# schemas' generated code compiled into your target) to a plain
+# add_library(x MODULE ...); see docs/plugin-author-guide.md.
 include_guard(GLOBAL)
 
 if(NOT COMMAND capnp_generate_cpp)
@@ -23,26 +27,37 @@ if(NOT COMMAND capnp_generate_cpp)
 endif()
 
 # Compiles the SDK schemas once per project into an object library that every
-# plugin of the project links.
+# plugin of the project links: from an installed SDK, its generated sources
+# (the target Vmhost::schema carries them); in vmhost's own build, generated
+# here from the .capnp files.
 function(_vmhost_sdk_schema_target out_var)
   if(NOT TARGET vmhost_sdk_schema_objects)
-    if(NOT VMHOST_SDK_SCHEMA_DIR)
-      message(FATAL_ERROR "vmhost_add_plugin: VMHOST_SDK_SCHEMA_DIR is not set (find_package(VmhostSdk) sets it)")
+    if(TARGET Vmhost::schema)
+      add_library(vmhost_sdk_schema_objects OBJECT)
+      # PRIVATE: the sources are compiled here, and only here; a PUBLIC link
+      # would hand them on and compile them again into every plugin.
+      target_link_libraries(vmhost_sdk_schema_objects PUBLIC Vmhost::sdk PRIVATE Vmhost::schema)
+    else()
+      if(NOT VMHOST_SDK_SCHEMA_DIR)
+        message(FATAL_ERROR "vmhost_add_plugin: VMHOST_SDK_SCHEMA_DIR is not set (find_package(VmhostSdk) sets it)")
+      endif()
+      set(VMHOST_SDK_GENERATED_DIR "${CMAKE_BINARY_DIR}/vmhost-sdk-gen" CACHE INTERNAL
+        "where the SDK schemas' generated code goes")
+      file(GLOB _schemas "${VMHOST_SDK_SCHEMA_DIR}/*.capnp")
+      set(CAPNPC_SRC_PREFIX "${VMHOST_SDK_SCHEMA_DIR}")
+      set(CAPNPC_OUTPUT_DIR "${VMHOST_SDK_GENERATED_DIR}/vmhost/schema")
+      file(MAKE_DIRECTORY "${CAPNPC_OUTPUT_DIR}")
+      capnp_generate_cpp(_srcs _hdrs ${_schemas})
+      add_library(vmhost_sdk_schema_objects OBJECT ${_srcs} ${_hdrs})
+      target_include_directories(vmhost_sdk_schema_objects PUBLIC
+        "$<BUILD_INTERFACE:${VMHOST_SDK_GENERATED_DIR}>")
+      target_link_libraries(vmhost_sdk_schema_objects PUBLIC CapnProto::capnp)
     endif()
-    file(GLOB _schemas "${VMHOST_SDK_SCHEMA_DIR}/*.capnp")
-    set(CAPNPC_SRC_PREFIX "${VMHOST_SDK_SCHEMA_DIR}")
-    set(CAPNPC_OUTPUT_DIR "${CMAKE_BINARY_DIR}/vmhost-sdk-gen/vmhost/schema")
-    file(MAKE_DIRECTORY "${CAPNPC_OUTPUT_DIR}")
-    capnp_generate_cpp(_srcs _hdrs ${_schemas})
-    add_library(vmhost_sdk_schema_objects OBJECT ${_srcs} ${_hdrs})
     set_target_properties(vmhost_sdk_schema_objects PROPERTIES
       POSITION_INDEPENDENT_CODE ON
       CXX_VISIBILITY_PRESET hidden
       VISIBILITY_INLINES_HIDDEN ON)
     target_compile_features(vmhost_sdk_schema_objects PUBLIC cxx_std_17)
-    target_include_directories(vmhost_sdk_schema_objects PUBLIC
-      "$<BUILD_INTERFACE:${CMAKE_BINARY_DIR}/vmhost-sdk-gen>")
-    target_link_libraries(vmhost_sdk_schema_objects PUBLIC CapnProto::capnp)
   endif()
   set(${out_var} vmhost_sdk_schema_objects PARENT_SCOPE)
 endfunction()

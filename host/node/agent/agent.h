@@ -37,10 +37,11 @@
 
 #include "api/types.h"
 #include "common/metrics.h"
-#include "common/plugin_host.h"
 #include "node/agent/control_plane.h"
 #include "node/agent/devices.h"
 #include "node/libvirt.h"
+
+#include <vmhost/loader/plugin_host.h>
 
 #include <atomic>
 #include <chrono>

@@ -14,7 +14,7 @@
 
 #include "api/types.h"
 #include "common/metrics.h"
-#include "common/plugin_host.h"
+#include <vmhost/loader/plugin_host.h>
 #include "node/agent/control_plane.h"
 #include "node/domain/converter.h"
 

@@ -11,7 +11,9 @@
 //   VMHOST_PLUGIN(MyScheduler, "my-scheduler", "1.0.0", "Places VMs my way", 0)
 //
 // The layer negotiates the ABI version, decodes requests with bounded
-// readers, encodes responses as flat word arrays, and turns every exception
+// readers and reads every field of a request before the method runs (a
+// request whose fields do not decode fails as INVALID_ARGUMENT), encodes
+// responses as flat word arrays, and turns every exception
 // into an error code at the boundary: throw vmhost::sdk::Error to choose the
 // code; any other exception becomes VMHOST_ERR_INTERNAL. Nothing but the C
 // types of plugin.h leaves the shared object.
@@ -27,6 +29,8 @@
 #include <vmhost/schema/scheduler.capnp.h>
 #include <vmhost/schema/storage.capnp.h>
 
+#include <capnp/any.h>
+#include <capnp/dynamic.h>
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <kj/exception.h>
@@ -35,13 +39,16 @@
 #include <cstddef>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace vmhost::sdk {
 
@@ -114,6 +121,296 @@ inline capnp::ReaderOptions requestReaderOptions() {
   return options;
 }
 
+// Strict field reading. Cap'n Proto reads lazily: a field that does not
+// read as its type (a text without its NUL, a list where a struct belongs)
+// throws only when a handler gets to it, maybe halfway through its work, and
+// a handler that never reads it never notices. So every request is read
+// whole before its handler runs, and such a request fails as
+// INVALID_ARGUMENT naming the field, as `vmhost-plugin-check --strict`
+// (check strict-decoding) expects of every plugin.
+//
+// The walk follows a plan worked out once per struct type from its schema
+// (which pointer holds what, which union member it belongs to) and reads
+// each pointer with the same typed accessor generated code uses. Walking
+// through the dynamic API instead costs several times the rest of a call
+// (resolving each field's type from the schema on every read).
+
+// How to read one field of a struct type.
+struct ReadPlan;
+struct FieldRead {
+  enum class Kind : uint8_t {
+    Text,
+    Data,
+    Struct,
+    Group,
+    StructList,
+    TextList,
+    DataList,
+    Primitives,
+    Dynamic
+  };
+  Kind kind;
+  capnp::schema::Type::Which element;  // Primitives: the element type
+  uint16_t pointer;                    // index in the pointer section (not for groups)
+  uint16_t discriminant;               // the union member it is, or NO_DISCRIMINANT
+  const char* name;                    // schema data: static
+  const ReadPlan* plan;                // Struct, Group, StructList
+  capnp::StructSchema::Field field;    // Dynamic: read through the dynamic API
+};
+
+struct ReadPlan {
+  capnp::StructSchema schema;
+  bool hasUnion = false;
+  uint32_t discriminantOffset = 0;  // in 16-bit units
+  std::vector<FieldRead> fields;    // only those that hold pointers
+};
+
+// The plan of `schema`, built on first use and kept for the life of the
+// plugin (plans of nested types are shared, recursive types handled).
+inline const ReadPlan& readPlan(capnp::StructSchema schema) {
+  static std::mutex mutex;
+  static auto* plans = new std::map<uint64_t, std::unique_ptr<ReadPlan>>();  // never freed
+  std::lock_guard<std::mutex> lock(mutex);
+  struct Builder {
+    std::map<uint64_t, std::unique_ptr<ReadPlan>>& plans;
+    const ReadPlan& build(capnp::StructSchema s) {
+      auto& slot = plans[s.getProto().getId()];
+      if (slot) return *slot;
+      slot = std::make_unique<ReadPlan>();
+      ReadPlan& plan = *slot;  // in the map before its fields: a type may contain itself
+      plan.schema = s;
+      auto proto = s.getProto().getStruct();
+      plan.hasUnion = proto.getDiscriminantCount() > 0;
+      plan.discriminantOffset = proto.getDiscriminantOffset();
+      for (auto field : s.getFields()) {
+        auto fp = field.getProto();
+        FieldRead f{FieldRead::Kind::Dynamic,
+                    capnp::schema::Type::VOID,
+                    0,
+                    fp.getDiscriminantValue(),
+                    fp.getName().cStr(),
+                    nullptr,
+                    field};
+        using T = capnp::schema::Type;
+        if (fp.isGroup()) {
+          f.kind = FieldRead::Kind::Group;
+          f.plan = &build(field.getType().asStruct());
+          plan.fields.push_back(f);
+          continue;
+        }
+        f.pointer = static_cast<uint16_t>(fp.getSlot().getOffset());
+        auto type = field.getType();
+        switch (type.which()) {
+          case T::TEXT:
+            f.kind = FieldRead::Kind::Text;
+            break;
+          case T::DATA:
+            f.kind = FieldRead::Kind::Data;
+            break;
+          case T::STRUCT:
+            f.kind = FieldRead::Kind::Struct;
+            f.plan = &build(type.asStruct());
+            break;
+          case T::LIST: {
+            auto element = type.asList().getElementType();
+            switch (element.which()) {
+              case T::STRUCT:
+                f.kind = FieldRead::Kind::StructList;
+                f.plan = &build(element.asStruct());
+                break;
+              case T::TEXT:
+                f.kind = FieldRead::Kind::TextList;
+                break;
+              case T::DATA:
+                f.kind = FieldRead::Kind::DataList;
+                break;
+              case T::LIST:
+              case T::ANY_POINTER:
+              case T::INTERFACE:
+                f.kind = FieldRead::Kind::Dynamic;
+                break;
+              default:
+                f.kind = FieldRead::Kind::Primitives;
+                f.element = element.which();
+                break;
+            }
+            break;
+          }
+          default:
+            // Data-section fields always read (out of range is the default);
+            // interfaces and AnyPointer have no type to check.
+            continue;
+        }
+        plan.fields.push_back(f);
+      }
+      return plan;
+    }
+  };
+  return Builder{*plans}.build(schema);
+}
+
+template <typename T>
+const ReadPlan& readPlanOf() {
+  static const ReadPlan& plan = readPlan(capnp::Schema::from<T>());
+  return plan;
+}
+
+class FieldWalk {
+ public:
+  // Reads every pointer field of `s` as `plan` says; throws kj::Exception on
+  // the first one that does not read, with path() naming it.
+  void readStruct(capnp::AnyStruct::Reader s, const ReadPlan& plan) {
+    uint16_t which = 0;
+    if (plan.hasUnion) {
+      auto data = s.getDataSection();
+      size_t at = size_t{plan.discriminantOffset} * 2;
+      if (at + 2 <= data.size()) which = static_cast<uint16_t>(data[at] | (data[at + 1] << 8));
+    }
+    auto pointers = s.getPointerSection();
+    for (const auto& f : plan.fields) {
+      if (f.discriminant != capnp::schema::Field::NO_DISCRIMINANT && f.discriminant != which) {
+        continue;
+      }
+      push(f.name, 0);
+      if (f.kind == FieldRead::Kind::Group) {
+        readStruct(s, *f.plan);  // a group's fields live in the struct itself
+      } else if (f.kind == FieldRead::Kind::Dynamic) {
+        readValue(s.as<capnp::DynamicStruct>(plan.schema).get(f.field));
+      } else if (f.pointer < pointers.size()) {  // else absent: the default
+        readPointer(pointers[f.pointer], f);
+      }
+      pop();  // not on a throw: path() then names the failing field
+    }
+  }
+
+  // "nodes[2].labels[0].key": where the walk stopped.
+  std::string path() const {
+    std::string out;
+    for (size_t i = 0; i < std::min(depth_, kMaxDepth); ++i) {
+      if (path_[i].name == nullptr) {
+        out += "[" + std::to_string(path_[i].index) + "]";
+      } else {
+        if (!out.empty()) out += '.';
+        out += path_[i].name;
+      }
+    }
+    return depth_ > kMaxDepth ? out + "..." : out;
+  }
+
+ private:
+  struct Part {
+    const char* name;  // a field name, or nullptr for a list index
+    uint32_t index;
+  };
+  static constexpr size_t kMaxDepth = 128;  // deeper parts are not named
+
+  void push(const char* name, uint32_t index) {
+    if (depth_ < kMaxDepth) path_[depth_] = Part{name, index};
+    ++depth_;
+  }
+  void pop() { --depth_; }
+
+  void readPointer(capnp::AnyPointer::Reader p, const FieldRead& f) {
+    using T = capnp::schema::Type;
+    switch (f.kind) {
+      case FieldRead::Kind::Text:
+        (void)p.getAs<capnp::Text>();
+        break;
+      case FieldRead::Kind::Data:
+        (void)p.getAs<capnp::Data>();
+        break;
+      case FieldRead::Kind::Struct:
+        readStruct(p.getAs<capnp::AnyStruct>(), *f.plan);
+        break;
+      case FieldRead::Kind::StructList: {
+        // Any struct type reads a struct list the same way (the element
+        // layout is checked against the list, not against the type).
+        auto list = p.getAs<capnp::List<schema::VmRef>>();
+        for (uint32_t i = 0; i < list.size(); ++i) {
+          push(nullptr, i);
+          readStruct(capnp::AnyStruct::Reader(list[i]), *f.plan);
+          pop();
+        }
+        break;
+      }
+      case FieldRead::Kind::TextList:
+        readEach(p.getAs<capnp::List<capnp::Text>>());
+        break;
+      case FieldRead::Kind::DataList:
+        readEach(p.getAs<capnp::List<capnp::Data>>());
+        break;
+      case FieldRead::Kind::Primitives:
+        switch (f.element) {
+          case T::VOID:
+            (void)p.getAs<capnp::List<capnp::Void>>();
+            break;
+          case T::BOOL:
+            (void)p.getAs<capnp::List<bool>>();
+            break;
+          case T::INT8:
+          case T::UINT8:
+            (void)p.getAs<capnp::List<uint8_t>>();
+            break;
+          case T::INT16:
+          case T::UINT16:
+          case T::ENUM:
+            (void)p.getAs<capnp::List<uint16_t>>();
+            break;
+          case T::INT32:
+          case T::UINT32:
+          case T::FLOAT32:
+            (void)p.getAs<capnp::List<uint32_t>>();
+            break;
+          default:
+            (void)p.getAs<capnp::List<uint64_t>>();
+            break;
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  template <typename List>
+  void readEach(List list) {
+    for (uint32_t i = 0; i < list.size(); ++i) {
+      push(nullptr, i);
+      (void)list[i];  // reads (and checks) the element
+      pop();
+    }
+  }
+
+  // The dynamic API, for the rare field types the plan leaves to it (lists
+  // of lists).
+  void readValue(const capnp::DynamicValue::Reader& value) {
+    switch (value.getType()) {
+      case capnp::DynamicValue::STRUCT: {
+        auto s = value.as<capnp::DynamicStruct>();
+        readStruct(capnp::AnyStruct::Reader(s), readPlan(s.getSchema()));
+        break;
+      }
+      case capnp::DynamicValue::LIST: {
+        auto list = value.as<capnp::DynamicList>();
+        auto element = list.getSchema().getElementType();
+        if (!(element.isText() || element.isData() || element.isList() || element.isStruct())) {
+          break;
+        }
+        for (uint32_t i = 0; i < list.size(); ++i) {
+          push(nullptr, i);
+          readValue(list[i]);
+          pop();
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  Part path_[kMaxDepth];
+  size_t depth_ = 0;
+};
+
 class Request {
  public:
   Request(const uint8_t* data, size_t size) {
@@ -139,17 +436,27 @@ class Request {
   }
 
   // Decodes and validates the whole message up front, so that a malformed
-  // request fails here as INVALID_ARGUMENT instead of inside the handler.
+  // request fails here as INVALID_ARGUMENT instead of inside the handler:
+  // first its structure (every pointer, within the limits), then every
+  // field against its type (FieldWalk).
   template <typename T>
   typename T::Reader root() {
+    typename T::Reader root;
     try {
-      auto root = reader_->getRoot<T>();
-      (void)root.totalSize();  // traverses every pointer, within the limits
-      return root;
+      root = reader_->getRoot<T>();
+      (void)root.totalSize();
     } catch (const kj::Exception& e) {
       throw Error(VMHOST_ERR_INVALID_ARGUMENT,
                   std::string("malformed request: ") + e.getDescription().cStr());
     }
+    FieldWalk walk;
+    try {
+      walk.readStruct(capnp::AnyStruct::Reader(root), readPlanOf<T>());
+    } catch (const kj::Exception& e) {
+      throw Error(VMHOST_ERR_INVALID_ARGUMENT,
+                  "malformed request: field " + walk.path() + ": " + e.getDescription().cStr());
+    }
+    return root;
   }
 
  private:
@@ -428,9 +735,14 @@ const vmhost_plugin_descriptor* entry(vmhost_negotiation* n, vmhost_plugin_descr
 // SchedulerPlugin, StoragePlugin, NetworkPlugin, MigrationPlugin and has a
 // constructor taking vmhost::sdk::PluginContext&. NAME, VERSION and
 // DESCRIPTION are string literals; CAPS is a VMHOST_CAP_* mask.
+//
+// The entry is declared before it is defined so that the macro compiles
+// cleanly under -Wmissing-prototypes (clang) and -Wmissing-declarations.
 #define VMHOST_PLUGIN(CLASS, NAME, VERSION, DESCRIPTION, CAPS)                         \
   static_assert(std::is_base_of_v<::vmhost::sdk::PluginBase, CLASS>,                   \
                 #CLASS " must derive from a vmhost::sdk plugin interface");            \
+  extern "C" VMHOST_PLUGIN_EXPORT const vmhost_plugin_descriptor* vmhost_plugin_entry( \
+      vmhost_negotiation* negotiation);                                                \
   extern "C" VMHOST_PLUGIN_EXPORT const vmhost_plugin_descriptor* vmhost_plugin_entry( \
       vmhost_negotiation* negotiation) {                                               \
     static vmhost_plugin_descriptor descriptor = {                                     \

@@ -4,7 +4,7 @@
 #include "runner.h"
 #include "samples.h"
 
-#include "common/plugin_host.h"
+#include <vmhost/loader/plugin_host.h>
 
 #include <vmhost/schema/migration.capnp.h>
 #include <vmhost/schema/network.capnp.h>

@@ -16,8 +16,9 @@
 //
 // The first line, `load`, says whether the host's own loader
 // (vmhost::PluginLibrary::open) accepts the plugin; when it does not, only
-// the descriptor and negotiation checks run. `--strict` adds checks that go
-// beyond what the SDK's author layer guarantees today (see --list).
+// the descriptor and negotiation checks run. `--strict` adds checks beyond
+// the ABI's minimum (see --list): valid UTF-8 in error messages and strict
+// reading of request fields, both of which plugin.hpp provides.
 //
 // Config: instances are created with --config (default "{}"). Every check
 // gets a fresh empty directory, which "@TMPDIR@" in --config stands for; a
@@ -28,7 +29,7 @@
 #include "checks.h"
 #include "runner.h"
 
-#include "common/plugin_host.h"
+#include <vmhost/loader/plugin_host.h>
 
 #include <dlfcn.h>
 #include <stdlib.h>

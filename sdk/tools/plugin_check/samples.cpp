@@ -1,6 +1,6 @@
 #include "samples.h"
 
-#include "common/plugin_host.h"
+#include <vmhost/loader/plugin_host.h>
 
 #include <vmhost/schema/common.capnp.h>
 #include <vmhost/schema/migration.capnp.h>

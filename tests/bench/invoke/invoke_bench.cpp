@@ -1,9 +1,9 @@
 // Plugin invoke round trip (encode the request, call through the C ABI,
 // decode and validate the response) next to a direct C++ virtual call doing
 // the same work. Target: <= 1 us per round trip.
-#include "common/plugin_host.h"
 #include "direct_planner.h"
 
+#include <vmhost/loader/plugin_host.h>
 #include <vmhost/schema/migration.capnp.h>
 
 #include <benchmark/benchmark.h>

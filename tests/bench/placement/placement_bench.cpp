@@ -8,7 +8,7 @@
 // not ready; ~30% of the VMs carry a node selector. Target: >= 2,700 VMs/s
 // on one core (counter vms_per_s); --min_vms_per_s=N makes the run fail
 // below N, which is how ctest -L bench uses it.
-#include "common/plugin_host.h"
+#include <vmhost/loader/plugin_host.h>
 
 #include <vmhost/schema/scheduler.capnp.h>
 

@@ -4,7 +4,7 @@
 #define BOOST_TEST_MODULE plugin_loader
 #include <boost/test/unit_test.hpp>
 
-#include "common/plugin_host.h"
+#include <vmhost/loader/plugin_host.h>
 
 #include <vmhost/schema/scheduler.capnp.h>
 #include <vmhost/schema/storage.capnp.h>

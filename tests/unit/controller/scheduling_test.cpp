@@ -12,7 +12,7 @@
 #include "api/conditions.h"
 #include "api/objects.h"
 #include "common/metrics.h"
-#include "common/plugin_host.h"
+#include <vmhost/loader/plugin_host.h>
 #include "store/sqlite/sqlite_store.h"
 #include "controller/scheduling.h"
 

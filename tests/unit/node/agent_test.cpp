@@ -14,7 +14,7 @@
 #include "api/types.h"
 #include "api/vocabulary.h"
 #include "common/metrics.h"
-#include "common/plugin_host.h"
+#include <vmhost/loader/plugin_host.h>
 #include "common/yaml.h"
 #include "node/agent/agent.h"
 #include "node/agent/control_plane.h"

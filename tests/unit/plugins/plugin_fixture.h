@@ -1,7 +1,7 @@
 // Loads a default plugin through the host's loader for a test.
 #pragma once
 
-#include "common/plugin_host.h"
+#include <vmhost/loader/plugin_host.h>
 
 #include <boost/test/unit_test.hpp>
 

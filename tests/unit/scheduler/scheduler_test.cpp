@@ -6,8 +6,8 @@
 // give, written as the node name for a placement or the Unschedulable message.
 #define BOOST_TEST_MODULE scheduler plugins
 #include "common/config.h"
-#include "common/plugin_host.h"
 
+#include <vmhost/loader/plugin_host.h>
 #include <vmhost/schema/scheduler.capnp.h>
 
 #include <boost/test/unit_test.hpp>
@@ -894,8 +894,8 @@ BOOST_AUTO_TEST_CASE(config_file_bad_scheduler_config) {
   auto plugins = vmhost::loadPlugins(config.value());
   BOOST_REQUIRE(!plugins.ok());
   BOOST_TEST(plugins.error().message ==
-             "test.yaml: plugins.scheduler: plugin 'binpack' (scheduler): create failed: "
-             "INVALID_ARGUMENT: config.memoryAllocationRatio: must be > 0, got -1");
+             "test.yaml: plugins.scheduler (binpack): config.memoryAllocationRatio: must be > 0, "
+             "got -1");
 }
 
 }  // namespace

@@ -1,9 +1,13 @@
 // The host side of the plugin ABI: loading shared objects, negotiating the
 // ABI, creating instances and calling them with bounded decoding of whatever
 // they return. A plugin's failure is an Error for that call only.
+//
+// The one plugin loader: vmhost's processes and the conformance kit
+// (vmhost-plugin-check) both link it, so the kit judges a plugin by the code
+// that will load it. It lives in sdk/ so that the kit builds from sdk/ alone.
 #pragma once
 
-#include "result.h"
+#include <vmhost/loader/result.h>
 
 #include <vmhost/plugin.h>
 
@@ -91,10 +95,16 @@ class Reply {
 
 class PluginInstance {
  public:
-  // Creates an instance with `configJson` (the slot's config section).
+  // Creates an instance with `configJson` (the slot's config section). A
+  // failure's message is createFailurePrefix() followed by the plugin's own
+  // message (e.g. "config: unknown key ...").
   static Result<std::unique_ptr<PluginInstance>> create(
       std::shared_ptr<const PluginLibrary> library, std::string_view configJson,
       ResponseLimits limits = {});
+  // "plugin 'local' (storage): create failed: INVALID_ARGUMENT: ". A caller
+  // that names the plugin itself (the config loader names the slot and the
+  // plugin) strips it to show the plugin's message under its own prefix.
+  static std::string createFailurePrefix(const PluginInfo& info, int32_t code);
   ~PluginInstance();
   PluginInstance(const PluginInstance&) = delete;
   PluginInstance& operator=(const PluginInstance&) = delete;

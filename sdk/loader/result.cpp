@@ -1,4 +1,4 @@
-#include "result.h"
+#include <vmhost/loader/result.h>
 
 namespace vmhost {
 

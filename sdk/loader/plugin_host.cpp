@@ -1,6 +1,6 @@
-#include "plugin_host.h"
+#include <vmhost/loader/plugin_host.h>
 
-#include <boost/dll/shared_library.hpp>
+#include <dlfcn.h>
 
 #include <cstdio>
 #include <cstring>
@@ -12,13 +12,14 @@
 namespace vmhost {
 namespace {
 
-// Every library ever loaded, never destroyed: see PluginLibrary.
+// Every library ever loaded, by canonical path. The handles are never
+// dlclose()d: see PluginLibrary.
 std::mutex& registryMutex() {
   static std::mutex m;
   return m;
 }
-std::map<std::string, boost::dll::shared_library>& registry() {
-  static auto* libs = new std::map<std::string, boost::dll::shared_library>();
+std::map<std::string, void*>& registry() {
+  static auto* libs = new std::map<std::string, void*>();
   return *libs;
 }
 
@@ -147,23 +148,24 @@ Result<std::shared_ptr<const PluginLibrary>> PluginLibrary::open(const std::stri
     std::lock_guard<std::mutex> lock(registryMutex());
     auto it = registry().find(canonical);
     if (it == registry().end()) {
-      boost::dll::shared_library lib;
-      try {
-        lib.load(canonical, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
-      } catch (const std::exception& e) {
-        // Boost's message carries dlerror(): missing dependency, wrong arch...
-        std::string why = e.what();
-        return loadError(path, "cannot load shared object: " + why);
+      // RTLD_LOCAL: two plugins may define the same symbols (their own copies
+      // of the SDK schemas); RTLD_NOW: a missing symbol fails here, not mid-call.
+      void* handle = ::dlopen(canonical.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (handle == nullptr) {
+        // dlerror() names the cause: a missing dependency, a wrong architecture...
+        const char* why = ::dlerror();
+        return loadError(path, std::string("cannot load shared object: ") +
+                                   (why != nullptr ? why : "unknown dlopen error"));
       }
-      it = registry().emplace(canonical, std::move(lib)).first;
+      it = registry().emplace(canonical, handle).first;
     }
-    boost::dll::shared_library& lib = it->second;
-    if (!lib.has(VMHOST_PLUGIN_ENTRY_SYMBOL)) {
+    (void)::dlerror();
+    void* symbol = ::dlsym(it->second, VMHOST_PLUGIN_ENTRY_SYMBOL);
+    if (symbol == nullptr) {
       return loadError(path, std::string("no entry symbol '") + VMHOST_PLUGIN_ENTRY_SYMBOL +
                                  "' (not a vmhost plugin)");
     }
-    auto entry =
-        lib.get<const vmhost_plugin_descriptor*(vmhost_negotiation*)>(VMHOST_PLUGIN_ENTRY_SYMBOL);
+    auto entry = reinterpret_cast<vmhost_plugin_entry_fn>(symbol);
     n.struct_size = sizeof(n);
     n.host_abi_min = host.min;
     n.host_abi_max = host.max;
@@ -243,13 +245,16 @@ Result<std::unique_ptr<PluginInstance>> PluginInstance::create(
     int32_t code = rc != VMHOST_OK ? rc : VMHOST_ERR_INTERNAL;
     std::string msg = err.message[0] != '\0' ? err.message : "(no message)";
     if (rc == VMHOST_OK) msg = "create returned OK without an instance";
-    return Error{static_cast<vmhost_status>(code),
-                 "plugin '" + info.name + "' (" + kindName(info.kind) +
-                     "): create failed: " + statusName(code) + ": " + msg,
+    return Error{static_cast<vmhost_status>(code), createFailurePrefix(info, code) + msg,
                  err.retryable != 0};
   }
   self->instance_ = instance;
   return self;
+}
+
+std::string PluginInstance::createFailurePrefix(const PluginInfo& info, int32_t code) {
+  return "plugin '" + info.name + "' (" + kindName(info.kind) +
+         "): create failed: " + statusName(code) + ": ";
 }
 
 Error PluginInstance::malformed(const std::string& why, uint32_t method) const {
