@@ -231,7 +231,7 @@ Json kubevirtSpecFrom(const VirtualMachineSpec& s) {
         e["type"] = "user";
       }
       e["name"] = n.name;
-      if (n.model != "virtio") e["model"] = Json{{"type", n.model}};
+      if (!n.model.empty()) e["model"] = Json{{"type", n.model}};
       if (!n.macAddress.empty()) e["mac"] = Json{{"address", n.macAddress}};
       arr.push_back(std::move(e));
     }

@@ -551,7 +551,7 @@ FieldErrors validateVirtualMachineSpec(const VirtualMachineSpec& s) {
       errs.push_back(
           invalid(p, Json(n.name), "exactly one of network, bridge and user must be set"));
     }
-    if (!oneOf(n.model, kInterfaceModels)) {
+    if (!n.model.empty() && !oneOf(n.model, kInterfaceModels)) {
       errs.push_back(notSupported(childPath(p, "model"), Json(n.model), values(kInterfaceModels)));
     }
     if (!n.macAddress.empty() && !validMac(n.macAddress)) {
@@ -653,7 +653,7 @@ Json encodeVirtualMachineSpec(const VirtualMachineSpec& s) {
       if (!n.network.empty()) e["network"] = n.network;
       if (!n.bridge.empty()) e["bridge"] = n.bridge;
       if (n.user) e["user"] = Json::object();
-      if (n.model != "virtio") e["model"] = n.model;
+      if (!n.model.empty()) e["model"] = n.model;
       if (!n.macAddress.empty()) e["macAddress"] = n.macAddress;
       arr.push_back(std::move(e));
     }

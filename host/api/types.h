@@ -118,7 +118,8 @@ struct Interface {
   std::string network;  // a libvirt network name
   std::string bridge;   // a host bridge name
   bool user = false;    // user-mode (slirp) networking
-  std::string model = "virtio";
+  // Empty: the network plugin's default (virtio for the default plugins).
+  std::string model;
   std::string macAddress;
 };
 

@@ -90,6 +90,10 @@ struct RpcControlPlane::Impl {
   std::map<VmKey, api::VirtualMachine> incoming;  // a (re)join's list until `synced`
   std::set<VmKey> deleted;  // `deleted` events (not `unbound`) since the last upsert
   bool synced = false;
+  // The join's answer (the session) is in: the controller pushes the list,
+  // and so SYNCED, before it answers the join, so `synced` alone does not
+  // mean calls can go out yet.
+  bool joined = false;
   bool stopping = false;
   std::string lastError = "not connected yet";
   std::string nodeJson;  // set by registerNode(); the join carries it
@@ -101,6 +105,9 @@ struct RpcControlPlane::Impl {
   kj::Maybe<rpc::NodeSession::Client> session;
   kj::TaskSet* tasks = nullptr;  // fire-and-forget calls (events)
   kj::Timer* timer = nullptr;
+
+  // Calls can be made and the list is complete. Under mu.
+  bool ready() const { return synced && joined; }
 
   void log(const std::string& line) {
     std::fprintf(stderr, "node %s: %s\n", options.nodeName.c_str(), line.c_str());
@@ -265,6 +272,7 @@ void RpcControlPlane::Impl::run(net::LoopContext& ctx) {
       {
         std::lock_guard lock(mu);
         lastError.clear();
+        joined = true;
         ++joinAttempts;
       }
       cv.notify_all();
@@ -296,6 +304,7 @@ void RpcControlPlane::Impl::run(net::LoopContext& ctx) {
       // Until the next join's list is complete, the agent keeps the last
       // view (the guests keep running) and lists again once it is.
       synced = false;
+      joined = false;
       f = feed;
       feed.reset();
       if (stopping) break;
@@ -362,13 +371,13 @@ Status RpcControlPlane::registerNode(const api::Node& node) {
       // The first registration is the join: wait for its outcome.
       uint64_t before = impl_->joinAttempts;
       impl_->cv.wait_for(lock, kCallTimeout, [&] {
-        return impl_->synced || impl_->stopping || impl_->joinAttempts > before;
+        return impl_->ready() || impl_->stopping || impl_->joinAttempts > before;
       });
       // A join that succeeded gets its list right after; give it a moment.
       impl_->cv.wait_for(lock, kCallTimeout, [&] {
-        return impl_->synced || impl_->stopping || !impl_->lastError.empty();
+        return impl_->ready() || impl_->stopping || !impl_->lastError.empty();
       });
-      if (impl_->synced) return Ok{};
+      if (impl_->ready()) return Ok{};
       return Error{VMHOST_ERR_UNAVAILABLE, impl_->lastError, true};
     }
   }
@@ -387,8 +396,8 @@ Status RpcControlPlane::heartbeat() {
 
 Result<VmSnapshot> RpcControlPlane::listAndWatch() {
   std::unique_lock lock(impl_->mu);
-  impl_->cv.wait_for(lock, kCallTimeout, [&] { return impl_->synced || impl_->stopping; });
-  if (!impl_->synced) {
+  impl_->cv.wait_for(lock, kCallTimeout, [&] { return impl_->ready() || impl_->stopping; });
+  if (!impl_->ready()) {
     return Error{VMHOST_ERR_UNAVAILABLE, "not joined: " + impl_->lastError, true};
   }
   VmSnapshot snapshot;

@@ -205,7 +205,15 @@ std::string probeFormat(const std::string& volume, const std::string& path, uint
 
 void makeDirs(const std::string& volume, const fs::path& dir) {
   std::error_code ec;
-  fs::create_directories(dir, ec);
+  // A release of another VM's last volume removes the empty namespace
+  // directory (rmdir, below), which may happen between our creating it and
+  // creating the VM's directory in it: ENOENT then, and creating again
+  // succeeds. Bounded: each retry needs another VM's release to interleave.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    ec.clear();
+    fs::create_directories(dir, ec);
+    if (ec != std::errc::no_such_file_or_directory) break;
+  }
   if (ec) throwErrno("volume " + volume + ": creating " + dir.string(), ec.value());
 }
 

@@ -695,3 +695,24 @@ BOOST_AUTO_TEST_CASE(an_eviction_request_stops_the_domain_and_is_acknowledged) {
   BOOST_TEST((node.state("evict1") == DomainState::kShutOff));
   BOOST_TEST(node.steps("start") == 1u);
 }
+
+// A NIC without a model gets the network plugin's default (its config's
+// defaultModel); a model the spec names is kept.
+BOOST_AUTO_TEST_CASE(a_nic_without_a_model_gets_the_network_plugins_default) {
+  TestNode node;
+  node.networkConfig = R"({"defaultModel":"e1000"})";
+  node.start();
+  node.control.put(
+      makeVm("apiVersion: vmhost.io/v1\nkind: VirtualMachine\nmetadata: {name: nic1}\nspec:\n"
+             "  memory: 64Mi\n  interfaces: [{name: eth0, network: default},\n"
+             "               {name: eth1, network: default, model: virtio}]\n"));
+  BOOST_TEST_REQUIRE(node.reconcile("nic1").ok());
+  auto xml = node.domain("nic1")->xml(true);
+  BOOST_TEST_REQUIRE(xml.ok());
+  const std::string& x = xml.value();
+  auto first = x.find("<model type='e1000'/>");
+  auto second = x.find("<model type='virtio'/>");
+  BOOST_TEST(first != std::string::npos, x);
+  BOOST_TEST(second != std::string::npos, x);
+  BOOST_TEST(first < second, x);
+}
