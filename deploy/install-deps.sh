@@ -47,8 +47,10 @@ runtime_pkgs=(
   # xmllint: virt-xml-validate (libvirt-clients) runs it to check the domain XML
   # goldens against libvirt's schema (unit_node_domain_xml)
   libxml2-utils
-  # tests/packaging: systemd-analyze verify; debootstrap makes the fresh Debian 12 root
-  systemd debootstrap
+  # tests/packaging: systemd-analyze verify; debootstrap makes the fresh Debian 12 root;
+  # cpack -G DEB computes the packages' library dependencies with dpkg-shlibdeps
+  # (dpkg-dev), which needs `file`
+  systemd debootstrap file dpkg-dev
 )
 
 # libvirt's QEMU driver (libvirtd and qemu:///embed alike) resolves its

@@ -37,7 +37,7 @@ t0=$SECONDS
 step() { echo "== $* (t=$((SECONDS - t0))s)"; }
 
 [ "$(id -u)" -eq 0 ] || die "needs root (debootstrap, chroot, mount namespaces)"
-for tool in cpack:cmake dpkg-deb:dpkg debootstrap:debootstrap unshare:util-linux flock:util-linux \
+for tool in cpack:cmake dpkg-deb:dpkg dpkg-shlibdeps:dpkg-dev file:file debootstrap:debootstrap unshare:util-linux flock:util-linux \
   systemd-analyze:systemd chroot:coreutils ip:iproute2; do
   command -v "${tool%%:*}" >/dev/null ||
     die "${tool%%:*} is missing: install the ${tool#*:} package (deploy/install-deps.sh does)"
