@@ -97,8 +97,15 @@ check "every file cmake --install installs is in one package ($(wc -l <"$work/in
 
 # ---- a fresh Debian 12 root ------------------------------------------------------
 # The mirror the machine's apt uses (as ../shared/tools/fresh-machine.sh finds it).
-mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
-[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
+# Each file is read only if present: under pipefail a missing one would end
+# the script without a word (a debootstrap root has only sources.list).
+mirror=
+if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+  mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources | head -n1)
+fi
+if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
+  mirror=$(awk '$1 == "deb" { print $2; exit }' /etc/apt/sources.list)
+fi
 [ -n "$mirror" ] || die "no Debian mirror in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"
 base=$cache/bookworm-minbase
 if [ ! -x "$base/usr/bin/apt-get" ]; then
