@@ -143,9 +143,9 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
     auto mark = root.Mark();
     return configError(file, &mark, "the config must be a mapping of keys to values");
   }
-  static const std::vector<std::string> kTopKeys = {"pluginDir", "plugins",  "dataDir",
-                                                    "listen",    "nodeName", "libvirt",
-                                                    "node",      "cluster",  "store",     "events"};
+  static const std::vector<std::string> kTopKeys = {"pluginDir", "plugins", "dataDir", "listen",
+                                                    "nodeName",  "libvirt", "node",    "cluster",
+                                                    "store",     "events"};
   if (auto bad = unknownKey(root, kTopKeys)) {
     return configError(
         file, &bad->second,

@@ -86,9 +86,9 @@ Json virtualMachineSpecSchema() {
                         {"bridge", str("Attach to this host bridge.")},
                         {"user", Json{{"description", "User-mode networking (no host setup)."},
                                       {"type", "object"}}},
-                        {"model",
-                         enumStr("NIC model; default: the network plugin's (virtio for the default plugins).",
-                                 list(api::kInterfaceModels))},
+                        {"model", enumStr("NIC model; default: the network plugin's (virtio for "
+                                          "the default plugins).",
+                                          list(api::kInterfaceModels))},
                         {"macAddress", str("Fixed MAC address; generated when empty.")}},
                    {"name"}))},
           {"graphics",

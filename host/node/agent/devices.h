@@ -14,10 +14,10 @@
 
 #include "api/types.h"
 #include "common/metrics.h"
-#include <vmhost/loader/plugin_host.h>
 #include "node/agent/control_plane.h"
 #include "node/domain/converter.h"
 
+#include <vmhost/loader/plugin_host.h>
 #include <vmhost/schema/network.capnp.h>
 #include <vmhost/schema/storage.capnp.h>
 

@@ -12,9 +12,10 @@
 #include "api/conditions.h"
 #include "api/objects.h"
 #include "common/metrics.h"
-#include <vmhost/loader/plugin_host.h>
-#include "store/sqlite/sqlite_store.h"
 #include "controller/scheduling.h"
+#include "store/sqlite/sqlite_store.h"
+
+#include <vmhost/loader/plugin_host.h>
 
 #include <dlfcn.h>
 #include <stdlib.h>

@@ -14,11 +14,12 @@
 #include "api/types.h"
 #include "api/vocabulary.h"
 #include "common/metrics.h"
-#include <vmhost/loader/plugin_host.h>
 #include "common/yaml.h"
 #include "node/agent/agent.h"
 #include "node/agent/control_plane.h"
 #include "node/libvirt.h"
+
+#include <vmhost/loader/plugin_host.h>
 
 #include <libvirt/libvirt.h>
 
