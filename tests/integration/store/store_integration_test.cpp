@@ -6,6 +6,8 @@
 #include <boost/test/unit_test.hpp>
 
 #include "store/sqlite/sqlite_store.h"
+// TempDir, shared with the unit tests of the store.
+#include "../../unit/store/store_testing.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -33,19 +35,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "vmhost-store-it-XXXXXX").string();
-    BOOST_TEST_REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string data() const { return (path / "data").string(); }
-};
+using vmhost::store::testing::TempDir;
 
 std::unique_ptr<SqliteStore> openStore(const std::string& dir, SqliteStoreOptions options = {}) {
   auto store = SqliteStore::open(dir, options);
