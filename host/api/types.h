@@ -8,6 +8,7 @@
 // (see objects.h).
 #pragma once
 
+#include "api/migration_state.h"
 #include "api/quantity.h"
 #include "api/validation.h"
 #include "api/vocabulary.h"
@@ -157,6 +158,9 @@ struct VirtualMachineStatus {
   std::vector<Condition> conditions;
   std::vector<InterfaceStatus> interfaces;
   int64_t observedGeneration = 0;
+  // The migration in flight, or the last one (api/migration.h says who
+  // writes which part).
+  std::optional<MigrationState> migration;
 };
 
 struct VirtualMachine {

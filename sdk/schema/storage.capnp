@@ -83,6 +83,10 @@ struct VolumeRelease @0xfe5f7514296d90d9 {
   node @1 :Text;
   volume @2 :Volume;
   deleteData @3 :Bool;  # the VM is being deleted: drop data unless retained
+  # The VM was live-migrated to another node, which holds its own copy of
+  # this (non-shared) volume: drop this node's copy whatever the reclaim
+  # policy. Never set for a volume the plugin attached as shared.
+  migrated @4 :Bool;
 }
 
 # VMHOST_METHOD_STORAGE_RELEASE response.
