@@ -145,7 +145,7 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
   }
   static const std::vector<std::string> kTopKeys = {"pluginDir", "plugins", "dataDir", "listen",
                                                     "nodeName",  "libvirt", "node",    "cluster",
-                                                    "store",     "events"};
+                                                    "store",     "events",  "migrations"};
   if (auto bad = unknownKey(root, kTopKeys)) {
     return configError(
         file, &bad->second,
@@ -250,6 +250,48 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
         return configError(file, &m, "events.ttlSeconds: must be in 60..2592000 (30 days)");
       }
       config.eventTtlSeconds = v;
+    }
+  }
+  if (auto mg = root["migrations"]) {
+    auto mark = mg.Mark();
+    if (!mg.IsMap()) return configError(file, &mark, "migrations: must be a mapping");
+    struct Limit {
+      const char* key;
+      int64_t* out;
+      int64_t min, max;
+    };
+    const Limit kLimits[] = {
+        {"parallelMigrationsPerCluster", &config.migrations.parallelMigrationsPerCluster, 1, 1000},
+        {"parallelOutboundMigrationsPerNode", &config.migrations.parallelOutboundMigrationsPerNode,
+         1, 100},
+        {"targetPrepareTimeoutSeconds", &config.migrations.targetPrepareTimeoutSeconds, 10, 86400},
+    };
+    std::vector<std::string> keys;
+    for (const auto& l : kLimits) keys.push_back(l.key);
+    if (auto bad = unknownKey(mg, keys)) {
+      return configError(
+          file, &bad->second,
+          "migrations: unknown key '" + bad->first + "' (expected one of: " + joinKeys(keys) + ")");
+    }
+    for (const auto& l : kLimits) {
+      auto n = mg[l.key];
+      if (!n) continue;
+      auto m = n.Mark();
+      int64_t v = 0;
+      bool ok = n.IsScalar();
+      if (ok) {
+        const std::string& t = n.Scalar();
+        auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+        ok = ec == std::errc() && p == t.data() + t.size();
+      }
+      std::string what = std::string("migrations.") + l.key;
+      if (!ok) return configError(file, &m, what + ": expected an integer");
+      if (v < l.min || v > l.max) {
+        return configError(file, &m,
+                           what + ": must be in " + std::to_string(l.min) + ".." +
+                               std::to_string(l.max));
+      }
+      *l.out = v;
     }
   }
   if (auto cl = root["cluster"]) {

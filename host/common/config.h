@@ -69,6 +69,15 @@ struct ClusterSettings {
   bool insecure = false;
 };
 
+// Live migrations (`migrations:` section; the controller side), with
+// KubeVirt's defaults.
+struct MigrationSettings {
+  int64_t parallelMigrationsPerCluster = 5;       // running at once in the cluster
+  int64_t parallelOutboundMigrationsPerNode = 2;  // running at once from one node
+  // A target that has not prepared within this long fails the migration.
+  int64_t targetPrepareTimeoutSeconds = 300;
+};
+
 struct HostConfig {
   std::string file;       // the config file, as given (for messages)
   std::string pluginDir;  // resolved
@@ -83,6 +92,7 @@ struct HostConfig {
   // `events.ttlSeconds`: Events are deleted this long after they last
   // happened (kube-apiserver's --event-ttl).
   int64_t eventTtlSeconds = 3600;
+  MigrationSettings migrations;
 
   const PluginSlot& slot(vmhost_plugin_kind kind) const { return plugins[kind - 1]; }
 };

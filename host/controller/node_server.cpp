@@ -2,6 +2,7 @@
 
 #include "api/conditions.h"
 #include "api/events.h"
+#include "api/migration.h"
 #include "api/objects.h"
 #include "common/net/event_loop_thread.h"
 #include "common/net/tls.h"
@@ -77,7 +78,15 @@ struct NodeServer::Impl {
 
   // ---- loop-thread state
   std::map<std::string, std::shared_ptr<NodeConn>> conns;
-  std::map<VmKey, std::pair<std::string, std::string>> vms;  // -> (node, stored JSON)
+  // Where each VM goes: the node it is bound to and, while its
+  // status.migration names one, the migration's target.
+  struct Placed {
+    std::string node;
+    std::string target;  // empty, or != node
+    std::string json;    // the stored VM
+    bool on(const std::string& n) const { return !n.empty() && (n == node || n == target); }
+  };
+  std::map<VmKey, Placed> vms;
   std::map<std::string, Clock::time_point> lastSeen;
   std::set<std::string> notReady;
   std::unique_ptr<store::Watch> watch;
@@ -123,41 +132,57 @@ struct NodeServer::Impl {
     for (auto& [name, conn] : conns) flush(conn);
   }
 
+  static Placed placed(const api::VirtualMachine& vm, const std::string& json) {
+    Placed p{vm.status.nodeName, "", json};
+    if (vm.status.migration && vm.status.migration->targetNode != p.node) {
+      p.target = vm.status.migration->targetNode;
+    }
+    return p;
+  }
+
   // The VM's node binding changed (or the VM did): tell the nodes concerned.
-  void apply(const VmKey& key, const std::string& newNode, const std::string& json, bool deleted) {
+  void apply(const VmKey& key, const Placed& now, bool deleted) {
     auto it = vms.find(key);
-    std::string oldNode = it == vms.end() ? "" : it->second.first;
-    if (!oldNode.empty() && (deleted || oldNode != newNode)) {
-      enqueue(oldNode, deleted ? rpc::VmEvent::Type::DELETED : rpc::VmEvent::Type::UNBOUND, json);
+    if (it != vms.end()) {
+      for (const std::string* old : {&it->second.node, &it->second.target}) {
+        if (old->empty() || (!deleted && now.on(*old))) continue;
+        enqueue(*old, deleted ? rpc::VmEvent::Type::DELETED : rpc::VmEvent::Type::UNBOUND,
+                now.json);
+      }
     }
     if (deleted) {
       if (it != vms.end()) vms.erase(it);
       return;
     }
-    if (!newNode.empty()) enqueue(newNode, rpc::VmEvent::Type::UPSERT, json);
-    vms[key] = {newNode, json};
+    if (!now.node.empty()) enqueue(now.node, rpc::VmEvent::Type::UPSERT, now.json);
+    if (!now.target.empty()) enqueue(now.target, rpc::VmEvent::Type::UPSERT, now.json);
+    vms[key] = now;
   }
 
   Status relist() {
     auto list = store.list(api::kVirtualMachinesResource, "");
     if (!list.ok()) return list.error();
-    std::map<VmKey, std::pair<std::string, std::string>> fresh;
+    std::map<VmKey, Placed> fresh;
     for (const auto& o : list.value().items) {
       auto vm = api::decodeStoredVirtualMachine(o);
       if (!vm.ok()) continue;
-      fresh[{o.key.ns, o.key.name}] = {vm.value().status.nodeName, o.value};
+      fresh[{o.key.ns, o.key.name}] = placed(vm.value(), o.value);
     }
     // Nodes are told what changed while the watch was down.
     for (const auto& [key, v] : vms) {
       auto f = fresh.find(key);
-      if (f == fresh.end()) {
-        enqueue(v.first, rpc::VmEvent::Type::DELETED, v.second);
-      } else if (f->second.first != v.first) {
-        enqueue(v.first, rpc::VmEvent::Type::UNBOUND, f->second.second);
+      for (const std::string* old : {&v.node, &v.target}) {
+        if (old->empty()) continue;
+        if (f == fresh.end()) {
+          enqueue(*old, rpc::VmEvent::Type::DELETED, v.json);
+        } else if (!f->second.on(*old)) {
+          enqueue(*old, rpc::VmEvent::Type::UNBOUND, f->second.json);
+        }
       }
     }
     for (const auto& [key, v] : fresh) {
-      if (!v.first.empty()) enqueue(v.first, rpc::VmEvent::Type::UPSERT, v.second);
+      if (!v.node.empty()) enqueue(v.node, rpc::VmEvent::Type::UPSERT, v.json);
+      if (!v.target.empty()) enqueue(v.target, rpc::VmEvent::Type::UPSERT, v.json);
     }
     vms = std::move(fresh);
     if (watch) watch->setNotify(nullptr);
@@ -189,13 +214,13 @@ struct NodeServer::Impl {
       }
       VmKey key{event->object->key.ns, event->object->key.name};
       bool deleted = event->type == store::WatchEventType::kDeleted;
-      std::string node;
+      Placed now{"", "", event->object->value};
       if (!deleted) {
         auto vm = api::decodeStoredVirtualMachine(*event->object);
         if (!vm.ok()) continue;
-        node = vm.value().status.nodeName;
+        now = placed(vm.value(), event->object->value);
       }
-      apply(key, node, event->object->value, deleted);
+      apply(key, now, deleted);
     }
     if (broken) {
       if (auto s = relist(); !s.ok()) {
@@ -314,6 +339,36 @@ class SessionImpl final : public rpc::NodeSession::Server {
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> reportMigration(ReportMigrationContext context) override {
+    auto data = context.getParams().getVm();
+    KJ_REQUIRE(data.size() <= NodeServer::kMaxObjectBytes, "migration report too large");
+    store::StoredObject object;
+    object.key = api::virtualMachineKey("report", conn_->name);
+    object.value = text(data);
+    auto vm = api::decodeStoredVirtualMachine(object);
+    KJ_REQUIRE(vm.ok(), "undecodable VM in a migration report", vm.error().message);
+    const auto& reported = vm.value();
+    KJ_REQUIRE(reported.status.migration.has_value(), "a migration report without status.migration");
+    std::string refusal;
+    auto r = api::updateVirtualMachineStatus(
+        impl_.store, reported.metadata.ns, reported.metadata.name,
+        [&](api::VirtualMachineStatus& s) {
+          auto merged = api::applyMigrationReport(s, conn_->name, *reported.status.migration);
+          if (!merged.ok()) {
+            refusal = merged.error().message;
+            return false;
+          }
+          return merged.value();
+        });
+    if (!refusal.empty()) {
+      logLine("node " + conn_->name + ": vm " + reported.metadata.ns + "/" +
+              reported.metadata.name + ": " + refusal);
+      KJ_FAIL_REQUIRE(refusal);
+    }
+    if (!r.ok()) KJ_FAIL_REQUIRE("migration status write failed", r.error().message);
+    return kj::READY_NOW;
+  }
+
   kj::Promise<void> recordEvent(RecordEventContext context) override {
     auto data = context.getParams().getEvent();
     KJ_REQUIRE(data.size() <= 64 * 1024, "event too large");
@@ -325,7 +380,7 @@ class SessionImpl final : public rpc::NodeSession::Server {
     // A node speaks only of the VMs bound to it.
     auto vm = impl_.vms.find({ref.ns, ref.name});
     if (ref.kind != api::kVirtualMachineKind || vm == impl_.vms.end() ||
-        vm->second.first != conn_->name) {
+        !vm->second.on(conn_->name)) {
       logLine("node " + conn_->name + ": refused an event about " + ref.kind + " " + ref.ns + "/" +
               ref.name + " (not a VM bound to it)");
       KJ_FAIL_REQUIRE("the event is not about a VM bound to this node");
@@ -429,7 +484,7 @@ class ClusterImpl final : public rpc::Cluster::Server {
     impl_.notReady.erase(name);
     impl_.lastSeen[name] = Clock::now();
     for (const auto& [key, v] : impl_.vms) {
-      if (v.first == name) conn->pending.emplace_back(rpc::VmEvent::Type::UPSERT, v.second);
+      if (v.on(name)) conn->pending.emplace_back(rpc::VmEvent::Type::UPSERT, v.json);
     }
     conn->pending.emplace_back(rpc::VmEvent::Type::SYNCED, std::string());
     impl_.flush(conn);

@@ -218,24 +218,21 @@ void SchedulingController::markHalted(const VmKey& key) {
   }
 }
 
-void SchedulingController::scheduleOne(const VmKey& key) {
-  auto it = vms_.find(key);
-  if (it == vms_.end() || !wantsPlacement(it->second.vm)) return;
-  const VmEntry& entry = it->second;
-  auto started = Clock::now();
-
-  capnp::MallocMessageBuilder message;
-  auto request = message.initRoot<schema::ScheduleRequest>();
+void SchedulingController::fillRequest(schema::ScheduleRequest::Builder request, const VmKey& key,
+                                       const api::VirtualMachine& vmObj, int64_t cpuMillis,
+                                       int64_t memoryBytes,
+                                       const std::map<std::string, std::string>& nodeSelector,
+                                       const std::string& exclude) {
   auto vm = request.initVm();
   auto ref = vm.initRef();
   ref.setNamespace(key.first);
   ref.setName(key.second);
-  ref.setUid(entry.vm.metadata.uid);
-  vm.initRequests().setCpuMillis(static_cast<uint64_t>(std::max<int64_t>(0, entry.cpuMillis)));
-  vm.getRequests().setMemoryBytes(static_cast<uint64_t>(std::max<int64_t>(0, entry.memoryBytes)));
-  auto selector = vm.initNodeSelector(static_cast<unsigned>(entry.vm.spec.nodeSelector.size()));
+  ref.setUid(vmObj.metadata.uid);
+  vm.initRequests().setCpuMillis(static_cast<uint64_t>(std::max<int64_t>(0, cpuMillis)));
+  vm.getRequests().setMemoryBytes(static_cast<uint64_t>(std::max<int64_t>(0, memoryBytes)));
+  auto selector = vm.initNodeSelector(static_cast<unsigned>(nodeSelector.size()));
   unsigned i = 0;
-  for (const auto& [k, v] : entry.vm.spec.nodeSelector) {
+  for (const auto& [k, v] : nodeSelector) {
     selector[i].setKey(k);
     selector[i].setValue(v);
     ++i;
@@ -248,6 +245,11 @@ void SchedulingController::scheduleOne(const VmKey& key) {
   } else {
     for (const auto& name : dirtyNodes_) {
       if (auto n = nodes_.find(name); n != nodes_.end()) send.push_back(&n->second);
+    }
+    // The excluded node goes as unschedulable (and is resent as it is on
+    // the next call: it is marked dirty after this one).
+    if (!exclude.empty() && !dirtyNodes_.count(exclude)) {
+      if (auto n = nodes_.find(exclude); n != nodes_.end()) send.push_back(&n->second);
     }
   }
   request.setFullSync(full);
@@ -263,7 +265,7 @@ void SchedulingController::scheduleOne(const VmKey& key) {
       labels[l].setValue(v);
       ++l;
     }
-    out.setSchedulable(!node.spec.unschedulable);
+    out.setSchedulable(!node.spec.unschedulable && node.metadata.name != exclude);
     out.setReady(nodeReady(node));
     const auto& amounts =
         node.status.allocatable.cpu ? node.status.allocatable : node.status.capacity;
@@ -285,6 +287,17 @@ void SchedulingController::scheduleOne(const VmKey& key) {
     for (const auto& name : removedNodes_) removed.set(r++, name);
   }
 
+}
+
+void SchedulingController::scheduleOne(const VmKey& key) {
+  auto it = vms_.find(key);
+  if (it == vms_.end() || !wantsPlacement(it->second.vm)) return;
+  const VmEntry& entry = it->second;
+  auto started = Clock::now();
+
+  capnp::MallocMessageBuilder message;
+  fillRequest(message.initRoot<schema::ScheduleRequest>(), key, entry.vm, entry.cpuMillis,
+              entry.memoryBytes, entry.vm.spec.nodeSelector, "");
   auto reply = scheduler_.call<schema::ScheduleResult>(VMHOST_METHOD_SCHEDULER_SCHEDULE, message);
   auto seconds = std::chrono::duration<double>(Clock::now() - started).count();
   // The call failed, or answered with a node the host does not have: say
@@ -372,6 +385,61 @@ void SchedulingController::scheduleOne(const VmKey& key) {
     std::fprintf(stderr, "controller: vm %s/%s: %s\n", key.first.c_str(), key.second.c_str(),
                  written.error().message.c_str());
   }
+}
+
+std::future<Result<std::string>> SchedulingController::pickMigrationTarget(
+    const api::VirtualMachine& vm, const std::string& source,
+    const std::map<std::string, std::string>& nodeSelector) {
+  auto query = std::make_shared<TargetQuery>();
+  query->vm = vm;
+  query->source = source;
+  query->nodeSelector = nodeSelector;
+  auto answer = query->answer.get_future();
+  std::lock_guard<std::mutex> lock(wakeMu_);
+  targetQueries_.push_back(std::move(query));
+  woken_ = true;
+  wakeCv_.notify_one();
+  return answer;
+}
+
+void SchedulingController::answerTarget(TargetQuery& q) {
+  VmKey key{q.vm.metadata.ns, q.vm.metadata.name};
+  auto selector = q.vm.spec.nodeSelector;
+  for (const auto& [k, v] : q.nodeSelector) selector[k] = v;
+  capnp::MallocMessageBuilder message;
+  fillRequest(message.initRoot<schema::ScheduleRequest>(), key, q.vm, q.vm.spec.cpu.cores * 1000,
+              q.vm.spec.memory.value(), selector, q.source);
+  auto reply = scheduler_.call<schema::ScheduleResult>(VMHOST_METHOD_SCHEDULER_SCHEDULE, message);
+  if (!reply.ok()) {
+    fullSync_ = true;
+    q.answer.set_value(Error{VMHOST_ERR_UNAVAILABLE,
+                             "the scheduler plugin failed: " + reply.error().message, true});
+    return;
+  }
+  fullSync_ = false;
+  dirtyNodes_.clear();
+  removedNodes_.clear();
+  // What the plugin now believes about these two is not what the host has:
+  // the source was sent unschedulable, and the chosen node holds the VM in
+  // its cache. Both go again, as they are, on the next call.
+  dirtyNodes_.insert(q.source);
+  auto result = reply.value().get();
+  if (result.isScheduled()) {
+    std::string node = result.getScheduled().getNode().cStr();
+    dirtyNodes_.insert(node);
+    if (!nodes_.count(node) || node == q.source) {
+      fullSync_ = true;
+      q.answer.set_value(Error{VMHOST_ERR_UNAVAILABLE,
+                               "the scheduler plugin chose node \"" + node +
+                                   "\", which is not a possible target",
+                               true});
+      return;
+    }
+    q.answer.set_value(node);
+    return;
+  }
+  q.answer.set_value(Error{VMHOST_ERR_FAILED_PRECONDITION,
+                           result.getUnschedulable().getMessage().cStr(), false});
 }
 
 void SchedulingController::event(const api::VirtualMachine& vm, const char* type,
@@ -500,6 +568,13 @@ bool SchedulingController::runOnce(std::stop_token stop) {
     if (stop.stop_requested()) break;
     scheduleOne(key);
   }
+  // Migration targets, asked from other threads.
+  std::deque<std::shared_ptr<TargetQuery>> queries;
+  {
+    std::lock_guard<std::mutex> lock(wakeMu_);
+    queries.swap(targetQueries_);
+  }
+  for (auto& q : queries) answerTarget(*q);
   return true;
 }
 

@@ -23,10 +23,13 @@
 #include "store/store.h"
 
 #include <vmhost/loader/plugin_host.h>
+#include <vmhost/schema/scheduler.capnp.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -66,6 +69,17 @@ class SchedulingController {
   // The number of VMs placed since construction (for tests and metrics).
   uint64_t placements() const { return placements_.load(); }
 
+  // A live migration's target (controller/migration.h): the scheduler
+  // plugin's choice among the nodes other than `source` that fit the VM,
+  // its own nodeSelector and `nodeSelector`. Thread-safe; answered by the
+  // next round of run() (the plugin is called from one thread, with the
+  // node figures and the cache protocol of the placements). The answer:
+  // the node, or FAILED_PRECONDITION with the plugin's reason when none
+  // fits, or UNAVAILABLE when the plugin call failed.
+  std::future<Result<std::string>> pickMigrationTarget(
+      const api::VirtualMachine& vm, const std::string& source,
+      const std::map<std::string, std::string>& nodeSelector);
+
  private:
   struct VmEntry {
     api::VirtualMachine vm;
@@ -81,6 +95,18 @@ class SchedulingController {
   bool holdsResources(const api::VirtualMachine& vm) const;
   bool wantsPlacement(const api::VirtualMachine& vm) const;
   void scheduleOne(const VmKey& key);
+  // The plugin's request for one VM; `exclude` goes as unschedulable.
+  void fillRequest(schema::ScheduleRequest::Builder request, const VmKey& key,
+                   const api::VirtualMachine& vm, int64_t cpuMillis, int64_t memoryBytes,
+                   const std::map<std::string, std::string>& nodeSelector,
+                   const std::string& exclude);
+  struct TargetQuery {
+    api::VirtualMachine vm;
+    std::string source;
+    std::map<std::string, std::string> nodeSelector;
+    std::promise<Result<std::string>> answer;
+  };
+  void answerTarget(TargetQuery& query);
   // Writes the plugin's choice of `node` into the VM, if the VM in the store
   // still is the one the plugin was asked about (`asked`). The object as
   // written; nullopt when the VM changed, went away or was bound meanwhile.
@@ -127,6 +153,7 @@ class SchedulingController {
   std::mutex wakeMu_;
   std::condition_variable wakeCv_;
   bool woken_ = false;
+  std::deque<std::shared_ptr<TargetQuery>> targetQueries_;  // under wakeMu_
   std::unique_ptr<store::Watch> vmWatch_;  // null: list again before the next round
   std::unique_ptr<store::Watch> nodeWatch_;
   std::chrono::steady_clock::time_point lastRetry_;

@@ -16,7 +16,8 @@ const protocolVersion :UInt32 = 1;
 # The controller's bootstrap capability.
 interface Cluster @0x861704bdb2df4fd6 {
   # Admits a node. `events` is where the controller pushes the VMs bound to
-  # it: first every one of them, then a `synced` event, then changes.
+  # it (and those whose status.migration names it as the target): first
+  # every one of them, then a `synced` event, then changes.
   # Refused (an exception whose description says why) for another protocol
   # version, a wrong join token, a bad node name, or a name that is already
   # connected.
@@ -44,7 +45,8 @@ struct VmEvent @0x8ba10fa7e1ae18a9 {
     deleted @1;  # deleted: its data may go
     synced @2;   # the initial list is complete (no object)
     unbound @3;  # still exists but no longer bound to this node (moved by a
-                 # drain or a lost-node recovery): stop it here, keep its disks
+                 # drain, a lost-node recovery or a live migration): stop it
+                 # here, keep its disks
   }
 }
 
@@ -65,4 +67,9 @@ interface NodeSession @0xaf8386b0b8b07a05 {
   # the controller names the source, and refuses events about VMs not bound
   # to the node).
   recordEvent @3 (event :Data) -> ();
+  # Reports the node's side of a live migration: `vm` is the VirtualMachine
+  # (JSON) whose status.migration is the node's view (api/migration.h says
+  # what each side may write; the handover is the source's Succeeded).
+  # Refused for a node that is neither the migration's source nor its target.
+  reportMigration @4 (vm :Data) -> ();
 }

@@ -5,6 +5,7 @@
 #include "common/config.h"
 #include "common/metrics.h"
 #include "controller/eviction.h"
+#include "controller/migration.h"
 #include "controller/node_server.h"
 #include "controller/recovery.h"
 #include "controller/scheduling.h"
@@ -268,6 +269,7 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
   std::unique_ptr<apiserver::Server> server;
   std::unique_ptr<controller::SchedulingController> scheduling;
   std::unique_ptr<controller::EvictionController> eviction;
+  std::unique_ptr<controller::MigrationController> migration;
   std::unique_ptr<controller::DeadNodeRecovery> recovery;
   std::unique_ptr<controller::NodeServer> nodeServer;
   // Events (api/event_recorder.h): recorded by the controllers and the
@@ -309,6 +311,16 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
     controller::EvictionOptions evictionOptions;
     evictionOptions.events = events.get();
     eviction = std::make_unique<controller::EvictionController>(*store, evictionOptions);
+    // Live migrations (VirtualMachineMigration objects).
+    controller::MigrationOptions migrationOptions;
+    migrationOptions.parallelMigrationsPerCluster = config.migrations.parallelMigrationsPerCluster;
+    migrationOptions.parallelOutboundMigrationsPerNode =
+        config.migrations.parallelOutboundMigrationsPerNode;
+    migrationOptions.targetPrepareTimeout =
+        std::chrono::seconds(config.migrations.targetPrepareTimeoutSeconds);
+    migrationOptions.events = events.get();
+    migration =
+        std::make_unique<controller::MigrationController>(*store, *scheduling, migrationOptions);
   }
   if (mode == Mode::kController) {
     // Lost nodes' VMs (there is no elsewhere in all-in-one).
@@ -366,9 +378,13 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
     agentOptions.cpuAllocationRatio = config.node.cpuAllocationRatio;
     agentOptions.memoryAllocationRatio = config.node.memoryAllocationRatio;
     agentOptions.libvirtEndpoint = config.node.libvirtEndpoint;
+    // Migration streams are TLS in a cluster with a PKI (libvirt's TLS
+    // migration with the cluster's certificates, docs/operator-guide.md).
+    agentOptions.migrationTls = mode == Mode::kNode && !config.cluster.insecure;
     agent = std::make_unique<node::NodeAgent>(
         *controlPlane, *libvirt, plugins.value().get(VMHOST_KIND_STORAGE),
-        plugins.value().get(VMHOST_KIND_NETWORK), registry, agentOptions);
+        plugins.value().get(VMHOST_KIND_NETWORK), registry, agentOptions,
+        &plugins.value().get(VMHOST_KIND_MIGRATION));
     // All-in-one: the node is registered before the API says it is up. A
     // node process joins in its run loop (retrying while the controller is
     // away), so it starts even when the controller does not answer yet.
@@ -400,11 +416,12 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
 
   {
     std::optional<std::jthread> controllerThread, evictionThread, recoveryThread, nodeThread,
-        expiryThread;
+        expiryThread, migrationThread;
     if (eventExpiry) expiryThread.emplace([&](std::stop_token stop) { eventExpiry->run(stop); });
     if (recovery) recoveryThread.emplace([&](std::stop_token stop) { recovery->run(stop); });
     if (scheduling) controllerThread.emplace([&](std::stop_token stop) { scheduling->run(stop); });
     if (eviction) evictionThread.emplace([&](std::stop_token stop) { eviction->run(stop); });
+    if (migration) migrationThread.emplace([&](std::stop_token stop) { migration->run(stop); });
     if (agent) nodeThread.emplace([&](std::stop_token stop) { agent->run(stop); });
     int sig = 0;
     sigwait(&signals, &sig);
@@ -413,6 +430,7 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
     std::fflush(stdout);
     if (controllerThread) controllerThread->request_stop();
     if (evictionThread) evictionThread->request_stop();
+    if (migrationThread) migrationThread->request_stop();
     if (recoveryThread) recoveryThread->request_stop();
     if (nodeThread) nodeThread->request_stop();
     if (expiryThread) expiryThread->request_stop();

@@ -84,8 +84,10 @@ struct VolumeRelease @0xfe5f7514296d90d9 {
   volume @2 :Volume;
   deleteData @3 :Bool;  # the VM is being deleted: drop data unless retained
   # The VM was live-migrated to another node, which holds its own copy of
-  # this (non-shared) volume: drop this node's copy whatever the reclaim
-  # policy. Never set for a volume the plugin attached as shared.
+  # this volume (or this node was the target of a migration that failed and
+  # holds a partial copy): drop this node's copy whatever the reclaim policy.
+  # A volume the plugin attaches as shared (the same data on every node) is
+  # released as without it: its data is the VM's only copy.
   migrated @4 :Bool;
 }
 

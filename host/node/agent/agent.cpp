@@ -25,7 +25,8 @@ T* orNull(Result<T*> r) {
 }  // namespace
 
 NodeAgent::NodeAgent(ControlPlane& control, Connection& libvirt, PluginInstance& storage,
-                     PluginInstance& network, metrics::Registry& metrics, AgentOptions options)
+                     PluginInstance& network, metrics::Registry& metrics, AgentOptions options,
+                     PluginInstance* migration)
     : control_(control),
       libvirt_(libvirt),
       options_(std::move(options)),
@@ -41,7 +42,8 @@ NodeAgent::NodeAgent(ControlPlane& control, Connection& libvirt, PluginInstance&
       reconcileErrors_(
           orNull(metrics.counter("vmhost_node_reconcile_errors_total",
                                  "Reconcile passes that ended with an error", {"node"}))),
-      devices_(control, storage, network, options_.nodeName, startSteps_) {
+      devices_(control, storage, network, options_.nodeName, startSteps_),
+      migrationPlugin_(migration) {
   std::error_code ec;
   fs::create_directories(fs::path(options_.dataDir) / "node" / "vms", ec);
   fs::create_directories(fs::path(options_.dataDir) / "node" / "console", ec);
@@ -116,6 +118,8 @@ void NodeAgent::pollDomains() {
   }
   for (const auto& [key, since] : stopping_) queue_.insert(key);
   auto now = Clock::now();
+  // Outbound migrations: their progress is reported, their end acted on.
+  for (auto& [key, entry] : sourceJobs_) queue_.insert(key);
   for (const auto& [key, hold] : holds_) {
     if (hold.retryable && now >= hold.next) queue_.insert(key);
   }
@@ -138,6 +142,11 @@ void NodeAgent::run(std::stop_token stop) {
       continue;
     }
     for (const auto& vm : snapshot.value().vms) {
+      if (migrationTarget(vm)) {
+        VmKey key{vm.metadata.ns, vm.metadata.name};
+        mine_.insert(key);
+        queue_.insert(key);
+      }
       if (vm.status.nodeName == options_.nodeName) {
         VmKey key{vm.metadata.ns, vm.metadata.name};
         mine_.insert(key);
@@ -173,7 +182,8 @@ void NodeAgent::run(std::stop_token stop) {
           if (mine_.count(key)) queue_.insert(key);
           continue;
         }
-        if (event->vm.status.nodeName == options_.nodeName || mine_.count(key)) {
+        if (event->vm.status.nodeName == options_.nodeName || mine_.count(key) ||
+            migrationTarget(event->vm)) {
           queue_.insert(key);
         }
       }

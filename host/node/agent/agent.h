@@ -40,18 +40,24 @@
 #include "node/agent/control_plane.h"
 #include "node/agent/devices.h"
 #include "node/libvirt.h"
+#include "node/migration/source_job.h"
 
 #include <vmhost/loader/plugin_host.h>
 
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <stop_token>
 #include <string>
 
 namespace vmhost::node {
+
+inline bool isStoppedState(DomainState s) {
+  return s == DomainState::kShutOff || s == DomainState::kCrashed;
+}
 
 struct AgentOptions {
   std::string nodeName;
@@ -70,13 +76,24 @@ struct AgentOptions {
   // this long, doubled per consecutive failure up to retryBackoffMax.
   std::chrono::milliseconds retryBackoffInitial{1000};
   std::chrono::milliseconds retryBackoffMax{60000};
+  // Live migration, as a target: where the source's QEMU sends the stream
+  // (empty: tcp://<the host of libvirtEndpoint>), and whether it must be
+  // TLS (libvirt's TLS migration with the cluster's certificates).
+  std::string migrationUri;
+  bool migrationTls = false;
+  // As a source: how often the job's figures are read and the migration
+  // plugin is asked what to do.
+  std::chrono::milliseconds migrationPoll{1000};
 };
 
 class NodeAgent {
  public:
   // Everything passed by reference must outlive the agent.
+  // `migration` (may be null: this node then fails the migrations it is
+  // the source of) plans and steers outbound live migrations.
   NodeAgent(ControlPlane& control, Connection& libvirt, PluginInstance& storage,
-            PluginInstance& network, metrics::Registry& metrics, AgentOptions options);
+            PluginInstance& network, metrics::Registry& metrics, AgentOptions options,
+            PluginInstance* migration = nullptr);
   ~NodeAgent();
   NodeAgent(const NodeAgent&) = delete;
   NodeAgent& operator=(const NodeAgent&) = delete;
@@ -110,7 +127,11 @@ class NodeAgent {
   Status ensureEvicted(const api::VirtualMachine& vm, std::optional<Domain>& domain);
   // Shuts the domain down (forced after the grace period); true once it is off.
   Result<bool> stopDomain(const VmKey& key, std::optional<Domain>& domain);
-  Status cleanup(const VmKey& key, const std::string& expectedUid, bool deleteData);
+  // `migrated`: the VM runs elsewhere with its own copies of its disks
+  // (Devices::release). Also set when the domain here was shut off by a
+  // completed migration, or the source's marker file says so.
+  Status cleanup(const VmKey& key, const std::string& expectedUid, bool deleteData,
+                 bool migrated = false);
   Status setPhase(const api::VirtualMachine& vm, const std::string& phase,
                   const std::string& readyStatus, const std::string& reason,
                   const std::string& message);
@@ -123,6 +144,18 @@ class NodeAgent {
   // Records the failure and writes it as the PrepareFailed condition; returns it.
   Error prepareFailed(const api::VirtualMachine& vm, const Error& error);
   std::string stateFile(const VmKey& key) const;
+
+  // ---- live migration (vm_migration.cpp)
+  // Whether this node is the target of the VM's migration (and not yet bound to it).
+  bool migrationTarget(const api::VirtualMachine& vm) const {
+    return vm.status.migration && vm.status.migration->targetNode == options_.nodeName &&
+           vm.status.nodeName != options_.nodeName;
+  }
+  Status reconcileMigrationTarget(const api::VirtualMachine& vm, std::optional<Domain>& domain);
+  Status reconcileMigrationSource(const api::VirtualMachine& vm, std::optional<Domain>& domain);
+  Status reportMigration(const api::VirtualMachine& vm, api::MigrationState report);
+  // Written by the source when libvirt reported its migration complete.
+  std::string migratedMarker(const VmKey& key) const;
   std::string consoleLog(const VmKey& key) const;
 
   ControlPlane& control_;
@@ -132,6 +165,7 @@ class NodeAgent {
   metrics::Histogram* startSteps_ = nullptr;  // {node, step}
   metrics::Counter* reconcileErrors_ = nullptr;
   Devices devices_;
+  PluginInstance* migrationPlugin_ = nullptr;
 
   // The loop's state.
   std::set<VmKey> queue_;
@@ -150,6 +184,13 @@ class NodeAgent {
   };
   std::map<VmKey, RetryHold> holds_;
   std::atomic<uint64_t> failures_{0};
+
+  // Outbound migrations running here, by VM (and the migration's uid).
+  struct SourceJobEntry {
+    std::string uid;
+    std::unique_ptr<SourceJob> job;
+  };
+  std::map<VmKey, SourceJobEntry> sourceJobs_;
 };
 
 }  // namespace vmhost::node

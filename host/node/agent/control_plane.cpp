@@ -1,5 +1,6 @@
 #include "node/agent/control_plane.h"
 
+#include "api/migration.h"
 #include "api/objects.h"
 
 namespace vmhost::node {
@@ -71,6 +72,22 @@ Status StoreControlPlane::updateVmStatus(
     const std::string& ns, const std::string& name,
     const std::function<bool(api::VirtualMachineStatus&)>& mutate) {
   auto r = api::updateVirtualMachineStatus(store_, ns, name, mutate);
+  if (!r.ok()) return r.error();
+  return Ok{};
+}
+
+Status StoreControlPlane::reportMigration(const std::string& ns, const std::string& name,
+                                          const api::MigrationState& report) {
+  std::optional<Error> refused;
+  auto r = api::updateVirtualMachineStatus(store_, ns, name, [&](api::VirtualMachineStatus& s) {
+    auto merged = api::applyMigrationReport(s, nodeName_, report);
+    if (!merged.ok()) {
+      refused = merged.error();
+      return false;
+    }
+    return merged.value();
+  });
+  if (refused) return *refused;
   if (!r.ok()) return r.error();
   return Ok{};
 }

@@ -78,6 +78,14 @@ class ControlPlane {
   // blocks on the store or the network, never fails the caller). The
   // controller side sets who reported it (source: vmhost-node, this node).
   virtual void recordEvent(api::EventRecord event) = 0;
+
+  // Reports this node's side of the VM's live migration: `report` is its
+  // view of status.migration, merged by api::applyMigrationReport (which
+  // says what each side may write). FAILED_PRECONDITION, not retryable,
+  // when it is refused (e.g. the migration already failed); NOT_FOUND when
+  // the VM is gone.
+  virtual Status reportMigration(const std::string& ns, const std::string& name,
+                                 const api::MigrationState& report) = 0;
 };
 
 // The all-in-one's control plane: the store, directly, and the process's
@@ -101,6 +109,8 @@ class StoreControlPlane final : public ControlPlane {
     event.source = api::EventSource{"vmhost-node", nodeName_};
     events_.record(std::move(event));
   }
+  Status reportMigration(const std::string& ns, const std::string& name,
+                         const api::MigrationState& report) override;
 
  private:
   store::Store& store_;

@@ -227,7 +227,7 @@ bool Devices::forget(const VmKey& key) {
   return std::erase_if(macOwners_, [&](const auto& e) { return e.second == key; }) > 0;
 }
 
-Status Devices::release(const api::VirtualMachine& vm, bool deleteData) {
+Status Devices::release(const api::VirtualMachine& vm, bool deleteData, bool migrated) {
   Status result = Ok{};
   for (const auto& disk : vm.spec.disks) {
     const api::Volume* volume = findVolume(vm, disk.name);
@@ -238,6 +238,7 @@ Status Devices::release(const api::VirtualMachine& vm, bool deleteData) {
     request.setNode(nodeName_);
     fillVolume(request.initVolume(), disk, *volume, 0);
     request.setDeleteData(deleteData);
+    request.setMigrated(migrated);
     auto reply = storage_.call<schema::VolumeReleased>(VMHOST_METHOD_STORAGE_RELEASE, message);
     // A release is retried on every pass until it works, whatever the
     // plugin says: what it would leave behind is the node's to clean up.

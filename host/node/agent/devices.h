@@ -61,8 +61,12 @@ class Devices {
 
   // `deleteData`: the VM is deleted (persistent disks with reclaimPolicy
   // Delete and empty disks go); otherwise only what this node attached.
+  // `migrated`: the VM was live-migrated and runs on another node with its
+  // own copy of its non-shared disks (or this node was a migration's target
+  // that failed): this node's copies go whatever the reclaim policy
+  // (VolumeRelease.migrated; shared volumes stay, the plugin knows which).
   // Tries every device; the error is the last failure.
-  Status release(const api::VirtualMachine& vm, bool deleteData);
+  Status release(const api::VirtualMachine& vm, bool deleteData, bool migrated = false);
 
   // Releases the VM's ephemeral volumes only: an overlay lives while its
   // domain runs, so each start gets a fresh one on the base image.

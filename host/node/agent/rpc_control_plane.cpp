@@ -1,6 +1,7 @@
 #include "node/agent/rpc_control_plane.h"
 
 #include "api/events.h"
+#include "api/migration.h"
 #include "api/objects.h"
 #include "common/net/event_loop_thread.h"
 #include "common/net/tls.h"
@@ -471,6 +472,45 @@ void RpcControlPlane::recordEvent(api::EventRecord record) {
   } catch (const kj::Exception&) {
     // The loop is stopping: the event is dropped, as events are while not joined.
   }
+}
+
+Status RpcControlPlane::reportMigration(const std::string& ns, const std::string& name,
+                                        const api::MigrationState& report) {
+  api::VirtualMachine vm;
+  {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->cache.find({ns, name});
+    if (it == impl_->cache.end()) {
+      return Error{VMHOST_ERR_NOT_FOUND, "vm " + ns + "/" + name + " is not known here", false};
+    }
+    vm = it->second;
+  }
+  vm.status.migration = report;
+  std::string json = api::storeValue(vm);
+  auto s = onLoop(*impl_, "reporting a migration", [json](rpc::NodeSession::Client& session) {
+    auto req = session.reportMigrationRequest();
+    req.setVm(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(json.data()), json.size()));
+    return req.send().ignoreResult();
+  });
+  if (!s.ok()) {
+    // The controller's refusal (api::applyMigrationReport) is an answer, not
+    // a network failure: asking again gets the same.
+    if (s.error().message.find("migration report refused") != std::string::npos) {
+      return Error{VMHOST_ERR_FAILED_PRECONDITION, s.error().message, false};
+    }
+    return s;
+  }
+  std::lock_guard lock(impl_->mu);
+  auto it = impl_->cache.find({ns, name});
+  if (it != impl_->cache.end() && it->second.metadata.uid == vm.metadata.uid &&
+      it->second.status.migration && it->second.status.migration->uid == report.uid) {
+    // What the controller now has, until its push says more.
+    auto merged = it->second.status;
+    if (api::applyMigrationReport(merged, impl_->options.nodeName, report).ok()) {
+      it->second.status = merged;
+    }
+  }
+  return Ok{};
 }
 
 }  // namespace vmhost::node

@@ -51,6 +51,8 @@ class RpcControlPlane final : public ControlPlane {
                         const std::function<bool(api::VirtualMachineStatus&)>& mutate) override;
   // Sent to the controller without waiting for it; dropped while not joined.
   void recordEvent(api::EventRecord event) override;
+  Status reportMigration(const std::string& ns, const std::string& name,
+                         const api::MigrationState& report) override;
 
   struct Impl;
 

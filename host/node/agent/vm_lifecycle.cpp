@@ -94,13 +94,21 @@ Error NodeAgent::prepareFailed(const api::VirtualMachine& vm, const Error& error
   return error;
 }
 
-Status NodeAgent::cleanup(const VmKey& key, const std::string& expectedUid, bool deleteData) {
+Status NodeAgent::cleanup(const VmKey& key, const std::string& expectedUid, bool deleteData,
+                          bool migrated) {
   std::string name = domainName(key.first, key.second);
+  std::error_code ec;
+  // The source of a completed live migration: its copies of the disks go.
+  if (fs::exists(migratedMarker(key), ec)) migrated = true;
   auto domain = libvirt_.lookupByName(name);
   if (domain.ok()) {
     auto meta = domain.value().metadata();
     if (!meta.ok() || !meta.value()) return Ok{};  // not ours: never touch it
     if (!expectedUid.empty() && meta.value()->vm.uid != expectedUid) return Ok{};
+    if (auto st = domain.value().state(); st.ok() && st.value().state == DomainState::kShutOff &&
+                                           st.value().reason == VIR_DOMAIN_SHUTOFF_MIGRATED) {
+      migrated = true;
+    }
     if (auto s = domain.value().destroy(); !s.ok()) return s.error();
     if (auto s = domain.value().undefine(); !s.ok()) return s.error();
   } else if (domain.error().code != VMHOST_ERR_NOT_FOUND) {
@@ -116,11 +124,11 @@ Status NodeAgent::cleanup(const VmKey& key, const std::string& expectedUid, bool
     object.value = ss.str();
     auto vm = api::decodeStoredVirtualMachine(object);
     if (vm.ok() && (expectedUid.empty() || vm.value().metadata.uid == expectedUid)) {
-      if (auto s = devices_.release(vm.value(), deleteData); !s.ok()) return s.error();
+      if (auto s = devices_.release(vm.value(), deleteData, migrated); !s.ok()) return s.error();
     }
   }
-  std::error_code ec;
   fs::remove(stateFile(key), ec);
+  fs::remove(migratedMarker(key), ec);
   fs::remove(consoleLog(key), ec);
   stopping_.erase(key);
   holds_.erase(key);
@@ -142,6 +150,14 @@ Status NodeAgent::ensureRunning(const api::VirtualMachine& vm, std::optional<Dom
     auto state = domain->state();
     if (!state.ok()) return state.error();
     DomainState s = state.value().state;
+    if (s == DomainState::kShutOff && state.value().reason == VIR_DOMAIN_SHUTOFF_MIGRATED) {
+      // Shut off by a completed live migration: the guest runs on the
+      // target. Never started here again; the handover rebinds the VM.
+      return Error{VMHOST_ERR_FAILED_PRECONDITION,
+                   "vm " + vm.metadata.ns + "/" + vm.metadata.name +
+                       ": the domain migrated away; waiting for the handover",
+                   true};
+    }
     if (!isStopped(s)) {
       if (vm.status.phase != "Running")
         return setPhase(vm, "Running", "True", "DomainRunning", "the domain is running");
@@ -335,6 +351,11 @@ Status NodeAgent::reconcileVm(const VmKey& key) {
     // Gone from this node's view. Its data goes only when the control plane
     // knows it was deleted; a VM that may run elsewhere keeps its disks.
     mine_.erase(key);
+    if (auto job = sourceJobs_.find(key); job != sourceJobs_.end()) {
+      // A migration still running: it ends before the domain is looked at.
+      if (!job->second.job->outcome()) return Ok{};
+      sourceJobs_.erase(job);
+    }
     return cleanup(key, "", control_.confirmedDeleted(ns, name));
   }
   const api::VirtualMachine& vm = *current.value();
@@ -355,8 +376,12 @@ Status NodeAgent::reconcileVm(const VmKey& key) {
     return found.error();
   }
 
+  if (migrationTarget(vm) && !vm.metadata.deletionTimestamp) {
+    return reconcileMigrationTarget(vm, domain);
+  }
   if (vm.status.nodeName != options_.nodeName || vm.metadata.deletionTimestamp) {
     mine_.erase(key);
+    sourceJobs_.erase(key);
     holds_.erase(key);
     // Bound elsewhere (a drain, a lost node's VM restarted on another one):
     // stop the copy here but keep its disks, which may be the new node's.
@@ -365,6 +390,13 @@ Status NodeAgent::reconcileVm(const VmKey& key) {
     return Ok{};
   }
   mine_.insert(key);
+  // The source of a live migration in flight: nothing else happens to the
+  // domain until it ends.
+  if (vm.status.migration && vm.status.migration->sourceNode == options_.nodeName &&
+      !api::migrationStateFinished(*vm.status.migration)) {
+    return reconcileMigrationSource(vm, domain);
+  }
+  if (sourceJobs_.count(key)) sourceJobs_.erase(key);
   // Being evicted (a drain): stopped whatever the run strategy says, and
   // never started again here (the hand-shake: api/eviction.h).
   if (api::evictionRequest(vm.status) != nullptr) return ensureEvicted(vm, domain);
