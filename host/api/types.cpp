@@ -1,5 +1,7 @@
 #include "api/types.h"
 
+#include "api/migration.h"
+
 #include <algorithm>
 #include <cctype>
 #include <set>
@@ -385,7 +387,9 @@ void decodeSpec(Decoder& d, const Json& j, const std::string& path, VirtualMachi
 }
 
 void decodeStatus(Decoder& d, const Json& j, const std::string& path, VirtualMachineStatus& s) {
-  if (!d.object(j, path, {"phase", "nodeName", "conditions", "interfaces", "observedGeneration"})) {
+  if (!d.object(j, path,
+                {"phase", "nodeName", "conditions", "interfaces", "observedGeneration",
+                 "migration"})) {
     return;
   }
   d.str(j, "phase", path, s.phase);
@@ -406,6 +410,11 @@ void decodeStatus(Decoder& d, const Json& j, const std::string& path, VirtualMac
         s.interfaces.push_back(std::move(st));
       }
     }
+  }
+  if (auto it = j.find("migration"); it != j.end() && !it->is_null()) {
+    MigrationState m;
+    decodeMigrationState(d, *it, childPath(path, "migration"), m);
+    if (it->is_object()) s.migration = std::move(m);
   }
 }
 
@@ -585,6 +594,11 @@ FieldErrors validateVirtualMachineStatus(const VirtualMachineStatus& s) {
     }
   }
   validateConditions(s.conditions, "status.conditions", errs);
+  if (s.migration) {
+    for (auto& e : validateMigrationState(*s.migration, "status.migration")) {
+      errs.push_back(std::move(e));
+    }
+  }
   return errs;
 }
 
@@ -680,6 +694,7 @@ Json encodeVirtualMachineStatus(const VirtualMachineStatus& s) {
     j["interfaces"] = std::move(arr);
   }
   if (s.observedGeneration != 0) j["observedGeneration"] = s.observedGeneration;
+  if (s.migration) j["migration"] = encodeMigrationState(*s.migration);
   return j;
 }
 

@@ -8,6 +8,7 @@ const std::vector<ResourceRegistration>& registeredResources() {
       nodeResource(),
       kubevirtVmResource(),
       eventResource(),
+      virtualMachineMigrationResource(),
   };
   return table;
 }

@@ -5,6 +5,7 @@
 
 #include "apiserver/openapi_schema.h"
 #include "apiserver/resources/registry.h"
+#include "apiserver/resources/virtual_machine_migration.h"
 
 namespace vmhost::apiserver {
 
@@ -114,7 +115,8 @@ Json vmStatusSchema() {
                    arr("Interfaces as the guest got them.",
                        obj("An interface's state.", Json{{"name", str("Interface name.")},
                                                          {"mac", str("Its MAC address.")}}))},
-                  {"observedGeneration", integer("The metadata.generation the status reflects.")}});
+                  {"observedGeneration", integer("The metadata.generation the status reflects.")},
+                  {"migration", migrationStateSchema()}});
 }
 
 }  // namespace
