@@ -20,6 +20,14 @@
 #                           prints "vmhost-guest: eth0 address ADDR/PREFIX".
 #   vmhost.echo=PORT        a TCP echo service on PORT (busybox nc -ll -e cat);
 #                           prints "vmhost-guest: echo PORT".
+#   vmhost.ticker=SECONDS   after boot, prints "vmhost-guest: tick N uptime=U
+#                           disk=D" every SECONDS (N counts from 1, U is
+#                           /proc/uptime, D the first line of the first
+#                           marker's disk read with O_DIRECT, or "-"): a live
+#                           migration must continue N and U, never restart them.
+#   vmhost.dirty=MIB        after boot, rewrites MIB MiB of random data in RAM
+#                           in a loop (a guest that dirties memory fast);
+#                           prints "vmhost-guest: dirtying MIB MiB".
 #   vmhost.marker=DEV:TEXT  prints what the disk /dev/DEV holds at its start,
 #                           "vmhost-guest: marker DEV HELD" or "... DEV none";
 #                           if none, writes TEXT there (and syncs) and prints
@@ -237,9 +245,11 @@ done </lib/modules/load-order
 acpid -l /dev/null
 
 # Test hooks from the kernel command line (documented in build-guest.sh).
-static_ip= echo_port= markers=
+static_ip= echo_port= markers= ticker= dirty=
 for arg in $(cat /proc/cmdline); do
   case $arg in
+    vmhost.ticker=*) ticker=${arg#vmhost.ticker=} ;;
+    vmhost.dirty=*) dirty=${arg#vmhost.dirty=} ;;
     vmhost.ip=*) static_ip=${arg#vmhost.ip=} ;;
     vmhost.echo=*) echo_port=${arg#vmhost.echo=} ;;
     vmhost.marker=*) markers="$markers ${arg#vmhost.marker=}" ;;
@@ -299,6 +309,34 @@ for m in $markers; do
       ;;
   esac
 done
+
+case $ticker in ''|*[!0-9]*) ticker= ;; esac
+case $dirty in ''|*[!0-9]*) dirty= ;; esac
+if [ -n "$ticker" ]; then
+  first=${markers# }
+  first=${first%% *}
+  tdev=${first%%:*}
+  (
+    n=0
+    while :; do
+      n=$((n + 1))
+      read -r u _ </proc/uptime
+      d=-
+      if [ -n "$tdev" ] && [ -b "/dev/$tdev" ]; then
+        d=$(dd if="/dev/$tdev" bs=4096 count=1 iflag=direct 2>/dev/null | tr -d '\000' | head -n 1)
+      fi
+      echo "vmhost-guest: tick $n uptime=$u disk=${d:--}" >/dev/console
+      sleep "$ticker"
+    done
+  ) &
+fi
+if [ -n "$dirty" ]; then
+  mkdir -p /run/dirty
+  mount -t tmpfs -o size=$((dirty * 2 + 8))m tmpfs /run/dirty 2>/dev/null
+  dd if=/dev/urandom of=/run/dirty/a bs=1M count="$dirty" 2>/dev/null
+  ( while :; do cp /run/dirty/a /run/dirty/b; done ) >/dev/null 2>&1 &
+  echo "vmhost-guest: dirtying $dirty MiB"
+fi
 
 read -r up _ </proc/uptime
 echo "vmhost-guest: booted $(uname -r) uptime=$up"

@@ -11,6 +11,7 @@
 
 #include "api/conditions.h"
 #include "api/eviction.h"
+#include "api/migration.h"
 #include "api/types.h"
 #include "api/vocabulary.h"
 #include "common/metrics.h"
@@ -134,6 +135,15 @@ class FakeControlPlane final : public ControlPlane {
   void recordEvent(api::EventRecord event) override {
     std::lock_guard lock(mu_);
     events_.push_back(std::move(event));
+  }
+  Status reportMigration(const std::string& ns, const std::string& name,
+                         const api::MigrationState& report) override {
+    std::lock_guard lock(mu_);
+    auto it = vms_.find({ns, name});
+    if (it == vms_.end()) return Error{VMHOST_ERR_NOT_FOUND, "vm " + name + " not found", false};
+    auto merged = api::applyMigrationReport(it->second.status, "node1", report);
+    if (!merged.ok()) return merged.error();
+    return Ok{};
   }
 
   // ---- for the test

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Live migration with vmhost on the multi-host harness, real QEMU (TCG): two
+# hosts run `vmhost node`, the controller runs in the root namespace, and a
+# VirtualMachineMigration moves a running guest host1 -> host2 -> host1:
+#   - once with its disk on `shared-dir` (nothing copied), once on `local`
+#     disks (copied by libvirt's NBD storage migration);
+#   - the guest prints a tick counter with its uptime and its disk's marker
+#     (vmhost.ticker=): on the target the counter goes on where it stopped,
+#     the uptime never goes back, the guest never boots again there, the
+#     marker reads the same, and the MAC is the one it booted with;
+#   - libvirt on both hosts: exactly one running copy after each move; the
+#     source's domain and (for local disks) its copy of the disk are gone;
+#   - the migration object ends Succeeded with its time, downtime and bytes.
+# Usage: cluster_migration_test.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+BUILD=${1:?build dir}
+SRC=${2:?source dir}
+. "$SRC/tests/lib/harness.sh"
+. "$SRC/tests/e2e/lib_qemu.sh"
+. "$SRC/tests/cluster/lib_cluster.sh"
+. "$SRC/tests/cluster/lib_cluster_vmhost.sh"
+
+cluster_test_begin vmhost-cluster-migration
+
+cluster_up 2 || { echo "FAIL: the harness could not create 2 hosts"; exit 1; }
+CONTROLLER="$CLUSTER_CONTROLLER_IP:$JOIN_PORT"
+SHARED="$TDIR/shared"
+mkdir -p "$SHARED/volumes"
+
+cat >"$TDIR/controller.yaml" <<YAML
+cluster: {insecure: true, joinTokenFile: "$TDIR/token", heartbeatTimeoutSeconds: 6}
+plugins:
+  scheduler: {name: default, config: {cpuAllocationRatio: 10}}
+YAML
+start_controller ctl "$TDIR/controller.yaml" --listen "127.0.0.1:$API_PORT" \
+  --cluster-listen "$CONTROLLER" --data-dir "$TDIR/ctl"
+
+# STORAGE selects the nodes' storage plugin: shared-dir (one directory both
+# hosts see) or local (a pool in each host's own directory).
+export VMHOST CONTROLLER TDIR SHARED
+CLUSTER_NODE_CMD='case $STORAGE in
+  shared-dir) storage="{name: shared-dir, config: {path: \"$SHARED/volumes\"}}" ;;
+  *) storage="{name: local, config: {pool: \"$HOST_DIR/pool\"}}" ;;
+esac
+cat >"$HOST_DIR/node.yaml" <<YAML
+libvirt: {uri: "$LIBVIRT_URI"}
+node: {heartbeatSeconds: 1, resyncSeconds: 3, stopGracePeriodSeconds: 10,
+       libvirtEndpoint: "$LIBVIRT_TCP_URI"}
+cluster: {insecure: true, controller: "$CONTROLLER", joinTokenFile: "$TDIR/token"}
+plugins: {storage: $storage}
+YAML
+exec "$VMHOST" node --config "$HOST_DIR/node.yaml" --data-dir "$HOST_DIR/vmhost" --node-name "$HOST_NAME"'
+export CLUSTER_NODE_CMD
+
+node_status() { vmctl ctl get node "$1" 2>/dev/null | awk 'NR == 2 { print $2 }'; }
+ready() { [ "$(node_status "$1")" = Ready ]; }
+agent_pid() { pgrep -f -- "vmhost node .*--data-dir $CLUSTER_DIR/$1/vmhost" || true; }
+stop_agents() {
+  local h pid
+  for h in host1 host2; do
+    pid=$(agent_pid "$h")
+    [ -z "$pid" ] || kill $pid
+  done
+  for h in host1 host2; do wait_for 20 sh -c "[ -z \"\$(pgrep -f -- 'vmhost node .*--data-dir $CLUSTER_DIR/$h/vmhost')\" ]"; done
+}
+start_agents() {  # STORAGE
+  export STORAGE=$1
+  local h
+  for h in host1 host2; do cluster_start_node "$h"; done
+  for h in host1 host2; do check "[$1] $h's node joins and is Ready" wait_for 120 ready "$h"; done
+}
+
+vm_node() { kctl ctl get virtualmachines "$1" -o jsonpath='{.status.nodeName}' 2>/dev/null; }
+domstate() {  # HOST VM: libvirt's state of the VM's domain on HOST ("" if none)
+  timeout 20 virsh -c "$(cluster_libvirt_uri "$1")" domstate "default_$2" 2>/dev/null | head -n 1 || true
+}
+running_copies() {  # VM: how many hosts' libvirt run it
+  local n=0 h
+  for h in host1 host2; do [ "$(domstate "$h" "$1")" = running ] && n=$((n + 1)); done
+  echo "$n"
+}
+console_of() { echo "$CLUSTER_DIR/$1/vmhost/node/console/default_$2.log"; }  # HOST VM
+last_tick() {  # HOST VM: "N UPTIME DISK" of the last tick the guest printed on HOST
+  sed -n 's/.*vmhost-guest: tick \([0-9]*\) uptime=\([0-9.]*\) disk=\(.*\)$/\1 \2 \3/p' \
+    "$(console_of "$1" "$2")" 2>/dev/null | tr -d '\r' | tail -n 1
+}
+ticks_on() {  # HOST VM MIN: the guest ticked at least MIN times on HOST
+  [ "$(grep -c 'vmhost-guest: tick ' "$(console_of "$1" "$2")" 2>/dev/null || echo 0)" -ge "$3" ]
+}
+mac_of() {  # HOST VM: the MAC of the domain's NIC in HOST's libvirt
+  timeout 20 virsh -c "$(cluster_libvirt_uri "$1")" domiflist "default_$2" 2>/dev/null |
+    awk 'NR > 2 && $5 ~ /:/ { print $5; exit }'
+}
+
+# migrate VM TO: creates a VirtualMachineMigration and waits for its end.
+# Prints the object's final phase.
+MIG_SEQ=0
+migrate() {
+  local vm=$1 to=$2 name
+  MIG_SEQ=$((MIG_SEQ + 1))
+  name="$vm-m$MIG_SEQ"
+  cat >"$TDIR/$name.yaml" <<YAML
+apiVersion: vmhost.io/v1
+kind: VirtualMachineMigration
+metadata: {name: $name}
+spec: {vmName: $vm, targetNode: $to}
+YAML
+  vmctl ctl apply -f "$TDIR/$name.yaml" >/dev/null
+  local phase="" deadline=$((SECONDS + 180))
+  while [ $SECONDS -lt $deadline ]; do
+    phase=$(kctl ctl get virtualmachinemigrations "$name" -o jsonpath='{.status.phase}' 2>/dev/null || true)
+    case $phase in Succeeded | Failed) break ;; esac
+    sleep 0.5
+  done
+  LAST_MIGRATION=$name
+  echo "$phase"
+}
+mig_field() { kctl ctl get virtualmachinemigrations "$LAST_MIGRATION" -o jsonpath="{$1}" 2>/dev/null; }
+
+# prove_move VM FROM TO LABEL: migrates VM FROM -> TO and checks everything.
+prove_move() {
+  local vm=$1 from=$2 to=$3 label=$4 before after phase n0 u0 d0 n1 u1 d1 mac0
+  before=$(last_tick "$from" "$vm")
+  read -r n0 u0 d0 <<<"$before"
+  mac0=$(mac_of "$from" "$vm")
+  phase=$(migrate "$vm" "$to")
+  check "[$label] $vm $from -> $to: the migration Succeeded (got '$phase': $(mig_field .status.message))" \
+    test "$phase" = Succeeded
+  kctl ctl get virtualmachinemigrations "$LAST_MIGRATION" -o wide 2>/dev/null || true
+  echo "  result: $(mig_field .status.result)"
+  check "[$label] its result has a total time" test -n "$(mig_field .status.result.totalMs)"
+  check "[$label] the VM is bound to $to" test "$(vm_node "$vm")" = "$to"
+  check "[$label] the guest runs on $to" wait_for 30 sh -c "[ \"\$(timeout 20 virsh -c '$(cluster_libvirt_uri "$to")' domstate default_$vm 2>/dev/null | head -n 1)\" = running ]"
+  check "[$label] the source $from's domain is gone" wait_for 30 sh -c "! timeout 20 virsh -c '$(cluster_libvirt_uri "$from")' dominfo default_$vm >/dev/null 2>&1"
+  check "[$label] exactly one running copy (both hosts' libvirt)" test "$(running_copies "$vm")" -eq 1
+  check "[$label] the guest ticks on $to" wait_for 30 ticks_on "$to" "$vm" 2
+  after=$(last_tick "$to" "$vm")
+  read -r n1 u1 d1 <<<"$after"
+  echo "  last tick on $from: $before; on $to: $after"
+  check "[$label] the counter continued ($n0 -> $n1), no restart" test "${n1:-0}" -gt "${n0:-0}"
+  check "[$label] the uptime is monotonic ($u0 -> $u1)" \
+    awk -v a="${u0:-0}" -v b="${u1:-0}" 'BEGIN { exit !(b > a) }'
+  check "[$label] the guest did not boot on $to" \
+    sh -c "! grep -q 'vmhost-guest: booted' '$(console_of "$to" "$vm")'"
+  check "[$label] the disk marker reads the same ($d0 / $d1)" test -n "$d1" -a "$d1" = "$d0"
+  check "[$label] the MAC is unchanged ($mac0)" test -n "$mac0" -a "$(mac_of "$to" "$vm")" = "$mac0"
+}
+
+guest_with_disk() {  # VM STORAGE_LABEL
+  write_guest_vm_args "$TDIR/$1.yaml" "$1" 128Mi "vmhost.ticker=1 vmhost.marker=vda:$1-marker" "  disks:
+  - {name: data}
+  volumes:
+  - name: data
+    persistent: {claimName: $1-data, size: 16Mi}
+  interfaces:
+  - {name: nic0, user: true}"
+  vmctl ctl apply -f "$TDIR/$1.yaml" >/dev/null
+}
+
+run_phase() {  # STORAGE VM
+  local storage=$1 vm=$2
+  start_agents "$storage"
+  guest_with_disk "$vm"
+  check "[$storage] $vm reaches Running" wait_phase ctl "$vm" Running 300
+  local first
+  first=$(vm_node "$vm")
+  check "[$storage] $vm starts on host1 or host2" test -n "$first"
+  local second=host2
+  [ "$first" = host2 ] && second=host1
+  check "[$storage] the guest ticks (and wrote its marker)" wait_for 90 ticks_on "$first" "$vm" 3
+  check "[$storage] the marker is on its disk" \
+    sh -c "last=\$(sed -n 's/.*tick [0-9]* uptime=[0-9.]* disk=//p' '$(console_of "$first" "$vm")' | tr -d '\r' | tail -n 1); [ \"\$last\" = 'vmhost-marker:$vm-marker' ]"
+  prove_move "$vm" "$first" "$second" "$storage"
+  sleep 2
+  prove_move "$vm" "$second" "$first" "$storage"
+}
+
+run_phase shared-dir mig-shared
+vmctl ctl delete vm mig-shared >/dev/null
+gone() { ! vmctl ctl get vm mig-shared >/dev/null 2>&1; }
+check "[shared-dir] the VM is deleted" wait_for 60 gone
+stop_agents
+
+run_phase local mig-local
+# The source's copy of a local disk goes after a move; the VM's host keeps one.
+home=$(vm_node mig-local)
+away=host2
+[ "$home" = host2 ] && away=host1
+check "[local] $home's pool holds the disk" \
+  sh -c "find '$(cluster_host_dir "$home")/pool' -name '*mig-local-data*' | grep -q ."
+check "[local] $away's pool no longer holds a copy" \
+  sh -c "! find '$(cluster_host_dir "$away")/pool' -name '*mig-local-data*' | grep -q ."
+
+finish
