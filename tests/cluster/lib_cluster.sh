@@ -9,6 +9,7 @@
 #   cluster_kill HOST         power loss: unplug HOST and SIGKILL everything in it
 #   cluster_start_node HOST   (re)start HOST's node hook
 #   cluster_kill_node HOST [SIG]  signal the node hook's process (default KILL)
+#   cluster_restart_libvirtd HOST restart HOST's libvirtd (its guests keep running)
 #   cluster_down [--keep]     tear everything down (call it from your EXIT trap)
 #   cluster_leftovers         print whatever of the cluster still exists; 0 if nothing
 #
@@ -278,6 +279,14 @@ namespaces = [ ]
 migration_address = "$ip"
 migration_host = "$ip"
 EOF
+  # CLUSTER_QEMU_CONF_EXTRA: more qemu.conf lines, the same on every host
+  # (paths under /etc/libvirt, /var/lib/libvirt... are the host's own), e.g.
+  #   migrate_tls_x509_cert_dir = "/etc/libvirt/pki/qemu"
+  # for TLS migration. libvirtd refuses to start when a *_tls_x509_cert_dir
+  # does not exist: create CLUSTER_DIR/hostI/etc/libvirt/pki/qemu first.
+  if [ -n "${CLUSTER_QEMU_CONF_EXTRA:-}" ]; then
+    printf '%s\n' "$CLUSTER_QEMU_CONF_EXTRA" >>"$d/etc/libvirt/qemu.conf"
+  fi
   cat >"$d/etc/libvirt/virtlogd.conf" <<EOF
 log_outputs = "3:file:/var/log/libvirt/virtlogd.log"
 EOF
@@ -494,6 +503,23 @@ cluster_start_node() {
     return 1
   fi
   _cluster_spawn_in "$i" node bash -c "$CLUSTER_NODE_CMD"
+}
+
+# cluster_restart_libvirtd HOST: stop HOST's libvirtd (TERM; its QEMUs keep
+# running) and start it again, as an upgrade or a crash of the daemon would;
+# returns once it answers again on its TCP socket.
+cluster_restart_libvirtd() {
+  local i pid
+  i=$(cluster_host_index "${1:?host}") || return 1
+  pid=$(cat "$CLUSTER_DIR/host$i/libvirtd.pid" 2>/dev/null) || pid=
+  if [ -n "$pid" ] && _cluster_pids_in "$CLUSTER_DIR/host$i/ns" | grep -qx "$pid"; then
+    _cluster_kill_pids TERM "$pid" || _cluster_kill_pids KILL "$pid" || {
+      cluster_log "host$i: libvirtd (pid $pid) does not stop"
+      return 1
+    }
+  fi
+  _cluster_spawn_in "$i" libvirtd libvirtd --listen || return 1
+  _cluster_wait_libvirtd "$i"
 }
 
 # cluster_kill_node HOST [SIGNAL]: signal HOST's node hook (default KILL) and
