@@ -116,8 +116,7 @@ class Adaptive final : public vmhost::sdk::MigrationPlugin {
     // between the hosts): only the target pulling the rest ends it.
     if (p.getPostCopyActive()) {
       return decide(Action::CONTINUE, s.step(s.postCopyStep) +
-                                          "post-copy running: the target "
-                                          "pulls the remaining " +
+                                          "post-copy running: the target pulls the remaining " +
                                           bytesText(p.getDataRemainingBytes()));
     }
 
@@ -198,11 +197,13 @@ class Adaptive final : public vmhost::sdk::MigrationPlugin {
           "no progress for " + secondsText(since) + " (limit " + std::to_string(progressTimeout) +
               " s) with every step spent, post-copy not allowed: " + s.symptoms() + s.tried());
     }
+    std::string ends = progressTimeout > 0
+                           ? "abort after " + std::to_string(progressTimeout) +
+                                 " s without a new low, or at the completion timeout"
+                           : "abort at the completion timeout";
     return decide(Action::CONTINUE,
-                  "every step spent, post-copy not allowed: waiting for the guest (abort after " +
-                      (progressTimeout > 0 ? std::to_string(progressTimeout) + " s" : "never") +
-                      " without a new low, or at the completion timeout): " + s.symptoms() +
-                      s.tried());
+                  "every step spent, post-copy not allowed: waiting for the guest (" + ends +
+                      "): " + s.symptoms() + s.tried());
   }
 
  private:

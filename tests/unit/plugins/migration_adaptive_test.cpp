@@ -293,7 +293,11 @@ BOOST_AUTO_TEST_CASE(row_without_post_copy) {
              "48 MiB remaining, no new low for 150 s, dirty 60 MiB/s > link 20 MiB/s; tried max "
              "downtime 2000 ms, vCPU throttle 50%");
   g.progressS = 0;  // never
-  BOOST_TEST(decide(*p, g).action == Action::CONTINUE);
+  d = decide(*p, g);
+  BOOST_TEST(d.action == Action::CONTINUE);
+  BOOST_TEST(d.reason.find("waiting for the guest (abort at the completion timeout): ") !=
+                 std::string::npos,
+             d.reason);
 }
 
 // The completion timeout ends it: by post-copy when allowed, else by abort;
