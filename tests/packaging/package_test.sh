@@ -182,7 +182,7 @@ check "vmctl --help prints the usage and exits 0" grep -q '^usage: vmctl' <<<"$o
 out=$(in_root vmhost plugins list)
 echo "$out" | sed 's/^/  /'
 check "/usr/bin/vmhost finds its plugins in /usr/lib/vmhost/plugins (no pluginDir, no environment)" \
-  test "$(grep -c ' /usr/lib/vmhost/plugins/vmhost-.*\.so$' <<<"$out")" -eq 7
+  test "$(grep -c ' /usr/lib/vmhost/plugins/vmhost-.*\.so$' <<<"$out")" -eq 8
 for f in vmhost controller; do
   out=$(in_root vmhost check-config "/etc/vmhost/$f.yaml" 2>&1) || die "check-config /etc/vmhost/$f.yaml: $out"
   echo "  $out"

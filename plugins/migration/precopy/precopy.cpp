@@ -1,8 +1,21 @@
-// migration plugin `precopy`: classic pre-copy live migration. Plans the
-// libvirt parameters and aborts a migration that runs past its completion
-// timeout (scaled by the data to move, as KubeVirt does) or stops making
-// progress. Never switches to post-copy.
+// migration plugin `precopy` (the default): classic pre-copy live migration
+// with KubeVirt's defaults. plan(): unlimited bandwidth, max downtime 300 ms,
+// completion timeout 150 s per GiB of the data to move (memory, plus the disks
+// when they are copied), progress timeout 150 s, no auto-converge, one
+// connection; the request's overrides replace each figure (0 / unset: the
+// config's). Never post-copy: a plan from precopy never allows it, whatever the
+// overrides ask, and onProgress never switches.
+//
+// onProgress, first row that holds:
+//   post-copy active (not precopy's doing)      -> continue (it cannot be aborted)
+//   elapsed > completion timeout                -> abort
+//   no new low of the remaining data for longer
+//     than the progress timeout                 -> abort
+//   otherwise                                   -> continue (empty reason)
+// Stateless: every figure comes in the progress message (its plan included),
+// so one instance serves any number of migrations on any threads.
 #include "config.capnp.h"
+#include "migration_common.h"
 
 #include <vmhost/plugin.hpp>
 #include <vmhost/plugin_config.hpp>
@@ -11,41 +24,31 @@
 
 namespace {
 
-using vmhost::sdk::Error;
+using namespace vmhost::migration;
 namespace schema = vmhost::schema;
-
-constexpr uint64_t kGiB = 1ull << 30;
+using Action = schema::MigrationDecision::Action;
 
 class Precopy final : public vmhost::sdk::MigrationPlugin {
  public:
   explicit Precopy(vmhost::sdk::PluginContext& ctx) {
     capnp::MallocMessageBuilder message;
     auto c = vmhost::sdk::decodeConfig<PrecopyConfig>(ctx, message);
-    bandwidth_ = c.getBandwidthMiBps();
-    downtime_ = c.getMaxDowntimeMs();
-    perGiB_ = c.getCompletionTimeoutPerGiBSeconds();
-    progressTimeout_ = c.getProgressTimeoutSeconds();
-    autoConverge_ = c.getAutoConverge();
-    parallel_ = c.getParallelConnections();
-    if (downtime_ == 0)
-      throw Error(VMHOST_ERR_INVALID_ARGUMENT, "config.maxDowntimeMs: must be > 0");
-    if (parallel_ == 0 || parallel_ > 64) {
-      throw Error(VMHOST_ERR_INVALID_ARGUMENT, "config.parallelConnections: must be 1..64");
-    }
+    own_.bandwidthMiBps = c.getBandwidthMiBps();
+    own_.maxDowntimeMs = c.getMaxDowntimeMs();
+    own_.completionTimeoutPerGiBSeconds = c.getCompletionTimeoutPerGiBSeconds();
+    own_.progressTimeoutSeconds = c.getProgressTimeoutSeconds();
+    own_.autoConverge = c.getAutoConverge();
+    own_.parallelConnections = c.getParallelConnections();
+    own_.allowPostCopy = false;
+    checkSettings(own_, "config.");
   }
 
   void plan(schema::MigrationRequest::Reader request, schema::MigrationPlan::Builder out) override {
-    uint64_t bytes =
-        request.getMemoryBytes() + (request.getSharedStorage() ? 0 : request.getDiskBytesToCopy());
-    uint64_t gib = bytes == 0 ? 1 : (bytes + kGiB - 1) / kGiB;
-    out.setBandwidthMiBps(bandwidth_);
-    out.setMaxDowntimeMs(downtime_);
-    out.setAutoConverge(autoConverge_);
-    out.setAllowPostCopy(false);
-    out.setCompletionTimeoutSeconds(perGiB_ * gib);
-    out.setProgressTimeoutSeconds(progressTimeout_);
-    out.setParallelConnections(parallel_);
-    out.setCopyStorage(!request.getSharedStorage() && request.getDiskBytesToCopy() > 0);
+    auto overrides = request.getOverrides();
+    Settings s = withOverrides(own_, overrides);
+    s.autoConverge = choose(overrides.getAutoConverge(), own_.autoConverge);
+    s.allowPostCopy = false;  // overrides.allowPostCopy = yes is not honoured: never post-copy
+    writePlan(s, request, out);
   }
 
   void onProgress(schema::MigrationProgress::Reader p,
@@ -53,29 +56,33 @@ class Precopy final : public vmhost::sdk::MigrationPlugin {
     auto plan = p.getPlan();
     uint64_t completion = plan.getCompletionTimeoutSeconds();
     uint64_t stall = plan.getProgressTimeoutSeconds();
-    if (completion > 0 && p.getElapsedMs() > completion * 1000) {
-      out.setAction(schema::MigrationDecision::Action::ABORT);
-      out.setReason("completion timeout: " + std::to_string(p.getElapsedMs() / 1000) +
-                    " s elapsed, limit " + std::to_string(completion) + " s");
+    if (p.getPostCopyActive()) {
+      out.setAction(Action::CONTINUE);
+      out.setReason("post-copy is running (precopy never starts it) and cannot be aborted: " +
+                    bytesText(p.getDataRemainingBytes()) + " remaining");
       return;
     }
-    if (stall > 0 && p.getMsSinceProgress() > stall * 1000) {
-      out.setAction(schema::MigrationDecision::Action::ABORT);
-      out.setReason("no progress for " + std::to_string(p.getMsSinceProgress() / 1000) +
-                    " s (limit " + std::to_string(stall) + " s), " +
-                    std::to_string(p.getDataRemainingBytes()) + " bytes remaining");
+    if (completion > 0 && p.getElapsedMs() > msOf(completion)) {
+      out.setAction(Action::ABORT);
+      out.setReason("completion timeout: " + secondsText(p.getElapsedMs()) + " elapsed, limit " +
+                    std::to_string(completion) + " s: " + figures(p));
       return;
     }
-    out.setAction(schema::MigrationDecision::Action::CONTINUE);
+    if (stall > 0 && p.getMsSinceProgress() > msOf(stall)) {
+      out.setAction(Action::ABORT);
+      out.setReason("no progress for " + secondsText(p.getMsSinceProgress()) + " (limit " +
+                    std::to_string(stall) + " s): " + figures(p));
+      return;
+    }
+    out.setAction(Action::CONTINUE);
   }
 
  private:
-  uint64_t bandwidth_ = 0, downtime_ = 0, perGiB_ = 0, progressTimeout_ = 0;
-  bool autoConverge_ = true;
-  uint32_t parallel_ = 1;
+  Settings own_;
 };
 
 }  // namespace
 
-VMHOST_PLUGIN(Precopy, "precopy", "0.1.0", "Pre-copy live migration with KubeVirt-style timeouts",
+VMHOST_PLUGIN(Precopy, "precopy", "0.2.0",
+              "Pre-copy live migration with KubeVirt's defaults; never post-copy",
               VMHOST_CAP_THREAD_SAFE)

@@ -8,6 +8,12 @@
 // no `dir` pool has to be defined, started and refreshed on each node, and
 // for qcow2 the pool API runs qemu-img itself anyway. qemu-img is spawned
 // with an argument vector (no shell), stderr captured, the wait bounded.
+//
+// A release with `migrated` set (the VM was live-migrated and runs on another
+// node, on that node's own copy; or a failed migration's target drops its
+// partial copy) deletes this node's copy of an empty, ephemeral or persistent
+// volume whatever the reclaim policy and deleteData say. Host paths are the
+// operator's: never touched.
 #include "config.capnp.h"
 #include "volume_store.h"
 
@@ -22,6 +28,18 @@ class LocalStorage final : public vmhost::storage::VolumeStorePlugin {
  public:
   explicit LocalStorage(vmhost::sdk::PluginContext& ctx)
       : VolumeStorePlugin(ctx, "config.pool", configRoot(ctx), /*shared=*/false) {}
+
+  void release(vmhost::schema::VolumeRelease::Reader request,
+               vmhost::schema::VolumeReleased::Builder out) override {
+    if (!request.getMigrated()) return VolumeStorePlugin::release(request, out);
+    // The same release, as a delete of a volume whose policy is delete.
+    capnp::MallocMessageBuilder message;
+    message.setRoot(request);
+    auto copy = message.getRoot<vmhost::schema::VolumeRelease>();
+    copy.setDeleteData(true);
+    copy.getVolume().setReclaimPolicy(vmhost::schema::ReclaimPolicy::DELETE);
+    VolumeStorePlugin::release(copy.asReader(), out);
+  }
 
  private:
   static std::string configRoot(vmhost::sdk::PluginContext& ctx) {

@@ -411,6 +411,10 @@ Bytes planSample(const SampleVm& vm) {
   request.setMemoryBytes(4 * kGiB);
   request.setDiskBytesToCopy(10 * kGiB);
   request.setSharedStorage(false);
+  auto overrides = request.initOverrides();  // what a VirtualMachineMigration's spec may ask
+  overrides.setMaxDowntimeMs(500);
+  overrides.setProgressTimeoutSeconds(300);
+  overrides.setAllowPostCopy(schema::MigrationOverrides::Choice::NO);
   return encode(message);
 }
 
@@ -436,6 +440,11 @@ Bytes progressSample(const SampleVm&) {
   progress.setDirtyRateBytesPerSecond(100 * kMiB);
   progress.setIteration(1);
   progress.setMsSinceProgress(500);
+  progress.setMaxDowntimeMs(300);
+  progress.setAutoConvergeThrottle(0);
+  progress.setMemoryRemainingBytes(2 * kGiB);
+  progress.setDiskRemainingBytes(5 * kGiB);
+  progress.setBandwidthBytesPerSecond(110 * kMiB);
   return encode(message);
 }
 
@@ -460,6 +469,21 @@ std::vector<Payload> planExtremes() {
     request.setDiskBytesToCopy(kMax64);
     out.push_back({"plan with hostile names, shared storage and disks to copy", encode(message)});
   }
+  {
+    capnp::MallocMessageBuilder message;
+    auto request = message.initRoot<schema::MigrationRequest>();
+    setSampleRef(request.initVm(), {});
+    request.setMemoryBytes(kMax64);
+    auto overrides = request.initOverrides();
+    overrides.setBandwidthMiBps(kMax64);
+    overrides.setMaxDowntimeMs(kMax64);
+    overrides.setCompletionTimeoutPerGiBSeconds(kMax64);
+    overrides.setProgressTimeoutSeconds(kMax64);
+    overrides.setParallelConnections(0xffffffffu);
+    overrides.setAllowPostCopy(schema::MigrationOverrides::Choice::YES);
+    overrides.setAutoConverge(schema::MigrationOverrides::Choice::YES);
+    out.push_back({"plan with maximal overrides (overflow bait)", encode(message)});
+  }
   return out;
 }
 
@@ -480,7 +504,30 @@ std::vector<Payload> progressExtremes() {
     progress.setDataRemainingBytes(kMax64);
     progress.setIteration(kMax64);
     progress.setDirtyRateBytesPerSecond(kMax64);
+    progress.setMaxDowntimeMs(kMax64);
+    progress.setAutoConvergeThrottle(0xffffffffu);
+    progress.setMemoryRemainingBytes(kMax64);
+    progress.setDiskRemainingBytes(kMax64);
+    progress.setBandwidthBytesPerSecond(kMax64);
     out.push_back({"progress with maximal values (overflow bait)", encode(message)});
+  }
+  {
+    capnp::MallocMessageBuilder message;
+    auto progress = message.initRoot<schema::MigrationProgress>();
+    auto plan = progress.initPlan();
+    setSamplePlan(plan);
+    plan.setAllowPostCopy(true);
+    plan.setMaxDowntimeMs(kMax64 / 2 + 1);  // doubling it overflows
+    progress.setMaxDowntimeMs(kMax64 / 2 + 1);
+    progress.setElapsedMs(1000);
+    progress.setMsSinceProgress(kMax64);
+    progress.setDataRemainingBytes(kMax64);
+    progress.setDirtyRateBytesPerSecond(kMax64);
+    progress.setBandwidthBytesPerSecond(1);
+    progress.setAutoConvergeThrottle(100);
+    progress.setIteration(2);
+    out.push_back(
+        {"progress stalled with a max downtime near 2^63 (overflow bait)", encode(message)});
   }
   {
     capnp::MallocMessageBuilder message;

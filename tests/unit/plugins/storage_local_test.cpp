@@ -169,7 +169,7 @@ struct Pool {
   Result<Reply<schema::VolumeReleased>> release(
       const std::string& vol, bool deleteData,
       schema::ReclaimPolicy policy = schema::ReclaimPolicy::DELETE,
-      const SetSource& source = [](auto s) { s.setEmpty(); }) {
+      const SetSource& source = [](auto s) { s.setEmpty(); }, bool migrated = false) {
     capnp::MallocMessageBuilder m;
     auto r = m.initRoot<schema::VolumeRelease>();
     r.initVm().setNamespace("default");
@@ -179,6 +179,7 @@ struct Pool {
     v.setReclaimPolicy(policy);
     source(v.initSource());
     r.setDeleteData(deleteData);
+    r.setMigrated(migrated);
     return plugin->call<schema::VolumeReleased>(VMHOST_METHOD_STORAGE_RELEASE, m);
   }
 };
@@ -537,6 +538,58 @@ BOOST_AUTO_TEST_CASE(persistent_disk_outlives_stop_and_honours_reclaim_policy) {
   BOOST_TEST(del.value().get().getDeleted());
   BOOST_TEST(!del2.value().get().getDeleted());
   BOOST_TEST(!fs::exists(file));
+}
+
+// VolumeRelease.migrated: the VM runs on another node, on that node's own
+// copy (or a failed migration's target drops its partial copy): this node's
+// copy goes whatever the reclaim policy and deleteData say; a host path is
+// never touched.
+BOOST_AUTO_TEST_CASE(release_after_migration_deletes_this_nodes_copy_whatever_the_policy) {
+  Pool pool;
+  fs::path base = pool.base("base.qcow2", 1 << 20);
+  BOOST_TEST_REQUIRE(pool.prepare("data", 1 << 20).ok());
+  BOOST_TEST_REQUIRE(pool.prepare("root", 0, ephemeralPath(base)).ok());
+  BOOST_TEST_REQUIRE(pool.prepare("keep", 1 << 20, persistent("pg-data")).ok());
+  BOOST_TEST_REQUIRE(pool.prepare("scratch", 1 << 20, persistent("")).ok());
+  fs::path hostFile = pool.dir / "host.img";
+  std::ofstream(hostFile) << std::string(4096, 'h');
+  auto hostPath = [&](schema::Volume::Source::Builder s) { s.setHostPath(hostFile.string()); };
+  BOOST_TEST_REQUIRE(pool.prepare("passthrough", 0, hostPath).ok());
+  fs::path persistentDir = pool.dir / "pool" / "persistent" / "default";
+  BOOST_TEST_REQUIRE(fs::exists(persistentDir / "pg-data.qcow2"));
+
+  using RP = schema::ReclaimPolicy;
+  auto empty = [](schema::Volume::Source::Builder s) { s.setEmpty(); };
+  // deleteData false (the VM is not being deleted) and retain: gone all the same
+  auto data = pool.release("data", false, RP::RETAIN, empty, /*migrated=*/true);
+  auto root = pool.release("root", false, RP::RETAIN, ephemeralPath(base), true);
+  auto keep = pool.release("keep", false, RP::RETAIN, persistent("pg-data"), true);
+  auto scratch = pool.release("scratch", true, RP::DELETE, persistent(""), true);
+  auto host = pool.release("passthrough", true, RP::DELETE, hostPath, true);
+  for (auto* r : {&data, &root, &keep, &scratch, &host}) {
+    BOOST_TEST_REQUIRE(r->ok(), (r->ok() ? "" : r->error().message));
+  }
+  for (auto* r : {&data, &root, &keep, &scratch}) {
+    BOOST_TEST(r->value().get().getDeleted());
+    BOOST_TEST(!r->value().get().getRetained());
+  }
+  BOOST_TEST(!fs::exists(pool.vmDir()));  // empty and overlay gone, their directory too
+  BOOST_TEST(!fs::exists(persistentDir / "pg-data.qcow2"));
+  BOOST_TEST(!fs::exists(persistentDir / "vm1-scratch.qcow2"));
+  BOOST_TEST(!host.value().get().getDeleted());
+  BOOST_TEST(fs::exists(hostFile));  // the operator's
+  BOOST_TEST(fs::exists(base));      // and the base image stays
+  BOOST_TEST(fs::file_size(hostFile) == 4096u);
+  // idempotent: a repeat succeeds, deleting nothing
+  auto again = pool.release("keep", false, RP::RETAIN, persistent("pg-data"), true);
+  BOOST_TEST_REQUIRE(again.ok());
+  BOOST_TEST(!again.value().get().getDeleted());
+  // without the flag the policy still rules (the same release keeps a retained disk)
+  BOOST_TEST_REQUIRE(pool.prepare("keep", 1 << 20, persistent("pg-data")).ok());
+  auto retained = pool.release("keep", true, RP::RETAIN, persistent("pg-data"));
+  BOOST_TEST_REQUIRE(retained.ok());
+  BOOST_TEST(retained.value().get().getRetained());
+  BOOST_TEST(fs::exists(persistentDir / "pg-data.qcow2"));
 }
 
 BOOST_AUTO_TEST_CASE(persistent_disk_defaults_its_name_and_copies_its_image) {
