@@ -28,6 +28,9 @@
 #   vmhost.dirty=MIB        after boot, rewrites MIB MiB of random data in RAM
 #                           in a loop (a guest that dirties memory fast);
 #                           prints "vmhost-guest: dirtying MIB MiB".
+#   vmhost.fill=MIB         fills MIB MiB of RAM with random data once (memory
+#                           a migration must move, which then stays put);
+#                           prints "vmhost-guest: filled MIB MiB".
 #   vmhost.marker=DEV:TEXT  prints what the disk /dev/DEV holds at its start,
 #                           "vmhost-guest: marker DEV HELD" or "... DEV none";
 #                           if none, writes TEXT there (and syncs) and prints
@@ -245,11 +248,12 @@ done </lib/modules/load-order
 acpid -l /dev/null
 
 # Test hooks from the kernel command line (documented in build-guest.sh).
-static_ip= echo_port= markers= ticker= dirty=
+static_ip= echo_port= markers= ticker= dirty= fill=
 for arg in $(cat /proc/cmdline); do
   case $arg in
     vmhost.ticker=*) ticker=${arg#vmhost.ticker=} ;;
     vmhost.dirty=*) dirty=${arg#vmhost.dirty=} ;;
+    vmhost.fill=*) fill=${arg#vmhost.fill=} ;;
     vmhost.ip=*) static_ip=${arg#vmhost.ip=} ;;
     vmhost.echo=*) echo_port=${arg#vmhost.echo=} ;;
     vmhost.marker=*) markers="$markers ${arg#vmhost.marker=}" ;;
@@ -312,6 +316,13 @@ done
 
 case $ticker in ''|*[!0-9]*) ticker= ;; esac
 case $dirty in ''|*[!0-9]*) dirty= ;; esac
+case $fill in ''|*[!0-9]*) fill= ;; esac
+if [ -n "$fill" ]; then
+  mkdir -p /run/fill
+  mount -t tmpfs -o size=$((fill + 8))m tmpfs /run/fill 2>/dev/null
+  dd if=/dev/urandom of=/run/fill/a bs=1M count="$fill" 2>/dev/null
+  echo "vmhost-guest: filled $fill MiB"
+fi
 if [ -n "$ticker" ]; then
   first=${markers# }
   first=${first%% *}

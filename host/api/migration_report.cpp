@@ -30,7 +30,15 @@ Result<bool> applyMigrationReport(VirtualMachineStatus& status, const std::strin
   }
   if (migrationStateFinished(cur)) {
     // Repeats of the outcome are fine (a restarted agent says it again).
-    if (report.phase == cur.phase) return false;
+    // The source's figures complete a success the target reported first.
+    if (report.phase == cur.phase) {
+      if (isSource && report.result && !cur.result) {
+        cur.result = report.result;
+        if (report.progress) cur.progress = report.progress;
+        return true;
+      }
+      return false;
+    }
     return refused("migration " + cur.name + " has already " +
                    (cur.phase == kMigrationSucceeded ? "succeeded" : "failed"));
   }

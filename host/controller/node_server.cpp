@@ -84,6 +84,7 @@ struct NodeServer::Impl {
     std::string node;
     std::string target;  // empty, or != node
     std::string json;    // the stored VM
+    std::string source;  // the last migration's source (it may still speak of the VM)
     bool on(const std::string& n) const { return !n.empty() && (n == node || n == target); }
   };
   std::map<VmKey, Placed> vms;
@@ -133,10 +134,11 @@ struct NodeServer::Impl {
   }
 
   static Placed placed(const api::VirtualMachine& vm, const std::string& json) {
-    Placed p{vm.status.nodeName, "", json};
+    Placed p{vm.status.nodeName, "", json, ""};
     if (vm.status.migration && vm.status.migration->targetNode != p.node) {
       p.target = vm.status.migration->targetNode;
     }
+    if (vm.status.migration) p.source = vm.status.migration->sourceNode;
     return p;
   }
 
@@ -214,7 +216,7 @@ struct NodeServer::Impl {
       }
       VmKey key{event->object->key.ns, event->object->key.name};
       bool deleted = event->type == store::WatchEventType::kDeleted;
-      Placed now{"", "", event->object->value};
+      Placed now{"", "", event->object->value, ""};
       if (!deleted) {
         auto vm = api::decodeStoredVirtualMachine(*event->object);
         if (!vm.ok()) continue;
@@ -380,7 +382,7 @@ class SessionImpl final : public rpc::NodeSession::Server {
     // A node speaks only of the VMs bound to it.
     auto vm = impl_.vms.find({ref.ns, ref.name});
     if (ref.kind != api::kVirtualMachineKind || vm == impl_.vms.end() ||
-        !vm->second.on(conn_->name)) {
+        !(vm->second.on(conn_->name) || vm->second.source == conn_->name)) {
       logLine("node " + conn_->name + ": refused an event about " + ref.kind + " " + ref.ns + "/" +
               ref.name + " (not a VM bound to it)");
       KJ_FAIL_REQUIRE("the event is not about a VM bound to this node");

@@ -19,103 +19,13 @@ SRC=${2:?source dir}
 . "$SRC/tests/e2e/lib_qemu.sh"
 . "$SRC/tests/cluster/lib_cluster.sh"
 . "$SRC/tests/cluster/lib_cluster_vmhost.sh"
+. "$SRC/tests/cluster/lib_cluster_migration.sh"
 
 cluster_test_begin vmhost-cluster-migration
+migration_cluster_begin 2
 
-cluster_up 2 || { echo "FAIL: the harness could not create 2 hosts"; exit 1; }
-CONTROLLER="$CLUSTER_CONTROLLER_IP:$JOIN_PORT"
-SHARED="$TDIR/shared"
-mkdir -p "$SHARED/volumes"
-
-cat >"$TDIR/controller.yaml" <<YAML
-cluster: {insecure: true, joinTokenFile: "$TDIR/token", heartbeatTimeoutSeconds: 6}
-plugins:
-  scheduler: {name: default, config: {cpuAllocationRatio: 10}}
-YAML
-start_controller ctl "$TDIR/controller.yaml" --listen "127.0.0.1:$API_PORT" \
-  --cluster-listen "$CONTROLLER" --data-dir "$TDIR/ctl"
-
-# STORAGE selects the nodes' storage plugin: shared-dir (one directory both
-# hosts see) or local (a pool in each host's own directory).
-export VMHOST CONTROLLER TDIR SHARED
-CLUSTER_NODE_CMD='case $STORAGE in
-  shared-dir) storage="{name: shared-dir, config: {path: \"$SHARED/volumes\"}}" ;;
-  *) storage="{name: local, config: {pool: \"$HOST_DIR/pool\"}}" ;;
-esac
-cat >"$HOST_DIR/node.yaml" <<YAML
-libvirt: {uri: "$LIBVIRT_URI"}
-node: {heartbeatSeconds: 1, resyncSeconds: 3, stopGracePeriodSeconds: 10,
-       libvirtEndpoint: "$LIBVIRT_TCP_URI"}
-cluster: {insecure: true, controller: "$CONTROLLER", joinTokenFile: "$TDIR/token"}
-plugins: {storage: $storage}
-YAML
-exec "$VMHOST" node --config "$HOST_DIR/node.yaml" --data-dir "$HOST_DIR/vmhost" --node-name "$HOST_NAME"'
-export CLUSTER_NODE_CMD
-
-node_status() { vmctl ctl get node "$1" 2>/dev/null | awk 'NR == 2 { print $2 }'; }
-ready() { [ "$(node_status "$1")" = Ready ]; }
-agent_pid() { pgrep -f -- "vmhost node .*--data-dir $CLUSTER_DIR/$1/vmhost" || true; }
-stop_agents() {
-  local h pid
-  for h in host1 host2; do
-    pid=$(agent_pid "$h")
-    [ -z "$pid" ] || kill $pid
-  done
-  for h in host1 host2; do wait_for 20 sh -c "[ -z \"\$(pgrep -f -- 'vmhost node .*--data-dir $CLUSTER_DIR/$h/vmhost')\" ]"; done
-}
-start_agents() {  # STORAGE
-  export STORAGE=$1
-  local h
-  for h in host1 host2; do cluster_start_node "$h"; done
-  for h in host1 host2; do check "[$1] $h's node joins and is Ready" wait_for 120 ready "$h"; done
-}
-
-vm_node() { kctl ctl get virtualmachines "$1" -o jsonpath='{.status.nodeName}' 2>/dev/null; }
-domstate() {  # HOST VM: libvirt's state of the VM's domain on HOST ("" if none)
-  timeout 20 virsh -c "$(cluster_libvirt_uri "$1")" domstate "default_$2" 2>/dev/null | head -n 1 || true
-}
-running_copies() {  # VM: how many hosts' libvirt run it
-  local n=0 h
-  for h in host1 host2; do [ "$(domstate "$h" "$1")" = running ] && n=$((n + 1)); done
-  echo "$n"
-}
-console_of() { echo "$CLUSTER_DIR/$1/vmhost/node/console/default_$2.log"; }  # HOST VM
-last_tick() {  # HOST VM: "N UPTIME DISK" of the last tick the guest printed on HOST
-  sed -n 's/.*vmhost-guest: tick \([0-9]*\) uptime=\([0-9.]*\) disk=\(.*\)$/\1 \2 \3/p' \
-    "$(console_of "$1" "$2")" 2>/dev/null | tr -d '\r' | tail -n 1
-}
-ticks_on() {  # HOST VM MIN: the guest ticked at least MIN times on HOST
-  [ "$(grep -c 'vmhost-guest: tick ' "$(console_of "$1" "$2")" 2>/dev/null || echo 0)" -ge "$3" ]
-}
-mac_of() {  # HOST VM: the MAC of the domain's NIC in HOST's libvirt
-  timeout 20 virsh -c "$(cluster_libvirt_uri "$1")" domiflist "default_$2" 2>/dev/null |
-    awk 'NR > 2 && $5 ~ /:/ { print $5; exit }'
-}
-
-# migrate VM TO: creates a VirtualMachineMigration and waits for its end.
-# Prints the object's final phase.
 MIG_SEQ=0
-migrate() {
-  local vm=$1 to=$2 name
-  MIG_SEQ=$((MIG_SEQ + 1))
-  name="$vm-m$MIG_SEQ"
-  cat >"$TDIR/$name.yaml" <<YAML
-apiVersion: vmhost.io/v1
-kind: VirtualMachineMigration
-metadata: {name: $name}
-spec: {vmName: $vm, targetNode: $to}
-YAML
-  vmctl ctl apply -f "$TDIR/$name.yaml" >/dev/null
-  local phase="" deadline=$((SECONDS + 180))
-  while [ $SECONDS -lt $deadline ]; do
-    phase=$(kctl ctl get virtualmachinemigrations "$name" -o jsonpath='{.status.phase}' 2>/dev/null || true)
-    case $phase in Succeeded | Failed) break ;; esac
-    sleep 0.5
-  done
-  LAST_MIGRATION=$name
-  echo "$phase"
-}
-mig_field() { kctl ctl get virtualmachinemigrations "$LAST_MIGRATION" -o jsonpath="{$1}" 2>/dev/null; }
+LAST_MIGRATION=
 
 # prove_move VM FROM TO LABEL: migrates VM FROM -> TO and checks everything.
 prove_move() {
@@ -123,15 +33,17 @@ prove_move() {
   before=$(last_tick "$from" "$vm")
   read -r n0 u0 d0 <<<"$before"
   mac0=$(mac_of "$from" "$vm")
-  phase=$(migrate "$vm" "$to")
-  check "[$label] $vm $from -> $to: the migration Succeeded (got '$phase': $(mig_field .status.message))" \
+  MIG_SEQ=$((MIG_SEQ + 1))
+  LAST_MIGRATION="$vm-m$MIG_SEQ"
+  phase=$(migrate "$vm" "$to" "$LAST_MIGRATION")
+  check "[$label] $vm $from -> $to: the migration Succeeded (got '$phase': $(mig_field "$LAST_MIGRATION" .status.message))" \
     test "$phase" = Succeeded
   kctl ctl get virtualmachinemigrations "$LAST_MIGRATION" -o wide 2>/dev/null || true
-  echo "  result: $(mig_field .status.result)"
-  check "[$label] its result has a total time" test -n "$(mig_field .status.result.totalMs)"
+  echo "  result: $(mig_field "$LAST_MIGRATION" .status.result)"
+  check "[$label] its result has a total time" test -n "$(mig_field "$LAST_MIGRATION" .status.result.totalMs)"
   check "[$label] the VM is bound to $to" test "$(vm_node "$vm")" = "$to"
-  check "[$label] the guest runs on $to" wait_for 30 sh -c "[ \"\$(timeout 20 virsh -c '$(cluster_libvirt_uri "$to")' domstate default_$vm 2>/dev/null | head -n 1)\" = running ]"
-  check "[$label] the source $from's domain is gone" wait_for 30 sh -c "! timeout 20 virsh -c '$(cluster_libvirt_uri "$from")' dominfo default_$vm >/dev/null 2>&1"
+  check "[$label] the guest runs on $to" wait_for 30 eval "[ \"\$(domstate $to $vm)\" = running ]"
+  check "[$label] the source $from's domain is gone" wait_for 30 eval "! has_domain $from $vm"
   check "[$label] exactly one running copy (both hosts' libvirt)" test "$(running_copies "$vm")" -eq 1
   check "[$label] the guest ticks on $to" wait_for 30 ticks_on "$to" "$vm" 2
   after=$(last_tick "$to" "$vm")
@@ -153,7 +65,7 @@ guest_with_disk() {  # VM STORAGE_LABEL
   - name: data
     persistent: {claimName: $1-data, size: 16Mi}
   interfaces:
-  - {name: nic0, user: true}"
+  - {name: nic0, user: {}}"
   vmctl ctl apply -f "$TDIR/$1.yaml" >/dev/null
 }
 

@@ -191,6 +191,10 @@ class NodeAgent {
     std::unique_ptr<SourceJob> job;
   };
   std::map<VmKey, SourceJobEntry> sourceJobs_;
+  // Incoming migrations whose domain runs here (resumed): since when. The
+  // target reports the success itself only after kTargetHandoverGrace.
+  std::map<VmKey, Clock::time_point> targetRunningSince_;
+  static constexpr std::chrono::seconds kTargetHandoverGrace{10};
 };
 
 }  // namespace vmhost::node

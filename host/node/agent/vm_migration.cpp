@@ -98,11 +98,14 @@ Status NodeAgent::reconcileMigrationTarget(const api::VirtualMachine& vm,
   if (m.phase == api::kMigrationTargetReady || m.phase == api::kMigrationRunning) {
     // libvirt resumes the guest here only once the migration completed: a
     // running (not paused) domain is the proof, whatever became of the source.
+    // The source normally says so first, with libvirt's figures; this is
+    // for a source that cannot (its agent or host is down), after a grace.
     if (domain) {
       auto state = domain->state();
       if (state.ok() && state.value().state == DomainState::kRunning) {
+        auto since = targetRunningSince_.try_emplace(key, Clock::now()).first->second;
         auto active = domain->isActive();
-        if (active.ok() && active.value()) {
+        if (active.ok() && active.value() && Clock::now() - since >= kTargetHandoverGrace) {
           api::MigrationState report = m;
           report.phase = api::kMigrationSucceeded;
           auto s = reportMigration(vm, report);
@@ -112,10 +115,12 @@ Status NodeAgent::reconcileMigrationTarget(const api::VirtualMachine& vm,
           }
           return s.ok() || s.error().code == VMHOST_ERR_FAILED_PRECONDITION ? Status(Ok{}) : s;
         }
+        queue_.insert(key);  // looked at again until the grace is over
       }
     }
     return Ok{};
   }
+  targetRunningSince_.erase(key);
 
   // PreparingTarget.
   if (m.abortRequested) {
@@ -385,6 +390,11 @@ Status NodeAgent::reconcileMigrationSource(const api::VirtualMachine& vm,
   o.params.allowPostCopy = o.plan.allowPostCopy;
   o.params.parallelConnections = o.plan.parallelConnections;
   if (!o.plan.copyStorage) o.params.copyDisks.clear();
+  // Disks the target attached as shared are not copied; libvirt cannot tell
+  // a shared directory from a local one and would refuse them as unsafe.
+  size_t writable = 0;
+  for (const auto& d : vm.spec.disks) writable += d.readOnly ? 0 : 1;
+  o.params.unsafe = writable > m.target->copyDisks.size();
   if (!m.target->copyDisks.empty() && o.params.copyDisks.empty()) {
     return failed("PlanRefused", "the migration plugin planned no storage copy, but disks " +
                                      std::to_string(m.target->copyDisks.size()) +
