@@ -37,15 +37,22 @@ struct VmTraits {
                         column("Cores", "integer", "Virtual CPU cores.", 1),
                         column("Memory", "string", "Guest memory.", 1),
                         column("RunStrategy", "string", "Run strategy.", 1),
-                        column("Reason", "string", "Why the VM is not running, if known.", 1)});
+                        column("Reason", "string", "Why the VM is not running, if known.", 1),
+                        column("Migration", "string",
+                               "The live migration in flight: its phase and target.", 1)});
   }
   static Json cells(const T& v) {
     std::string reason;
     for (const auto& c : v.status.conditions) {
       if (c.status == "False" && !c.reason.empty()) reason = c.reason;
     }
+    std::string migration;
+    if (v.status.migration && !api::migrationStateFinished(*v.status.migration)) {
+      migration = v.status.migration->phase + " -> " + v.status.migration->targetNode;
+    }
     return Json::array({v.metadata.name, v.status.phase, v.status.nodeName, age(v.metadata),
-                        v.spec.cpu.cores, v.spec.memory.text, v.spec.runStrategy, reason});
+                        v.spec.cpu.cores, v.spec.memory.text, v.spec.runStrategy, reason,
+                        migration});
   }
   static std::vector<std::string> fieldLabels() {
     return {"metadata.name", "metadata.namespace", "status.phase", "status.nodeName"};
