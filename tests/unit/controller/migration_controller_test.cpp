@@ -400,9 +400,8 @@ BOOST_AUTO_TEST_CASE(the_target_is_never_the_source_and_spec_target_node_is_hono
   c.addRunningVm("vm1", "n1");
   c.addRunningVm("vm2", "n1");
   c.createMigration("any", "vm1");
-  c.createMigration("to-n3", "vm2", [](api::VirtualMachineMigration& m) {
-    m.spec.targetNode = "n3";
-  });
+  c.createMigration("to-n3", "vm2",
+                    [](api::VirtualMachineMigration& m) { m.spec.targetNode = "n3"; });
   toPreparingTarget(c, "any");
   toPreparingTarget(c, "to-n3");
   BOOST_TEST(c.migration("any").status.targetNode != "n1");
@@ -418,7 +417,7 @@ BOOST_AUTO_TEST_CASE(a_restarted_controller_asks_again_and_carries_on_from_the_r
   c.addRunningVm("vm1", "n1");
   c.createMigration("mig1", "vm1");
   BOOST_TEST_REQUIRE(c.until([&] { return c.phase("mig1") == api::kMigrationScheduling; }));
-  c.pass();  // asked
+  c.pass();                    // asked
   c.newMigrationController();  // the question is lost with it
   toPreparingTarget(c, "mig1");
   BOOST_TEST(c.record("vm1").targetNode == "n2");
@@ -578,10 +577,11 @@ BOOST_AUTO_TEST_CASE(two_migrations_created_together_for_one_vm_one_wins) {
   c.addRunningVm("vm1", "n1");
   c.createMigration("mig1", "vm1");
   c.createMigration("mig2", "vm1");
-  BOOST_TEST_REQUIRE(c.until([&] {
-    return c.phase("mig1") != api::kMigrationPending && c.phase("mig1") != api::kMigrationScheduling &&
-           c.phase("mig2") != api::kMigrationPending && c.phase("mig2") != api::kMigrationScheduling;
-  }));
+  auto settled = [&](const std::string& name) {
+    auto p = c.phase(name);
+    return p == api::kMigrationPreparingTarget || p == api::kMigrationFailed;
+  };
+  BOOST_TEST_REQUIRE(c.until([&] { return settled("mig1") && settled("mig2"); }));
   auto a = c.migration("mig1").status, b = c.migration("mig2").status;
   BOOST_TEST_CONTEXT(a.phase << "/" << a.reason << " " << b.phase << "/" << b.reason) {
     auto& winner = a.phase == api::kMigrationPreparingTarget ? a : b;
@@ -598,9 +598,8 @@ BOOST_AUTO_TEST_CASE(spec_target_node_equal_to_the_source_fails_scheduling_faile
   c.addNode("n1");
   c.addNode("n2");
   c.addRunningVm("vm1", "n1");
-  c.createMigration("mig1", "vm1", [](api::VirtualMachineMigration& m) {
-    m.spec.targetNode = "n1";
-  });
+  c.createMigration("mig1", "vm1",
+                    [](api::VirtualMachineMigration& m) { m.spec.targetNode = "n1"; });
   BOOST_TEST_REQUIRE(c.until([&] { return c.phase("mig1") == api::kMigrationFailed; }));
   auto m = c.migration("mig1");
   BOOST_TEST(m.status.reason == "SchedulingFailed");
@@ -614,9 +613,8 @@ BOOST_AUTO_TEST_CASE(a_spec_target_node_that_does_not_fit_fails_with_the_plugins
   c.addNode("n1");
   c.addNode("n2");
   c.addRunningVm("vm1", "n1");
-  c.createMigration("mig1", "vm1", [](api::VirtualMachineMigration& m) {
-    m.spec.targetNode = "nowhere";
-  });
+  c.createMigration("mig1", "vm1",
+                    [](api::VirtualMachineMigration& m) { m.spec.targetNode = "nowhere"; });
   BOOST_TEST_REQUIRE(c.until([&] { return c.phase("mig1") == api::kMigrationFailed; }));
   auto m = c.migration("mig1");
   BOOST_TEST(m.status.reason == "SchedulingFailed");
@@ -775,7 +773,8 @@ BOOST_AUTO_TEST_CASE(cancel_while_pending_or_scheduling_removes_the_object) {
   c.createMigration("mig1", "vm1");
   toPreparingTarget(c, "mig1");
   c.createMigration("waiting", "vm2");
-  BOOST_TEST_REQUIRE(c.until([&] { return c.migration("waiting").status.reason == "ClusterLimit"; }));
+  BOOST_TEST_REQUIRE(
+      c.until([&] { return c.migration("waiting").status.reason == "ClusterLimit"; }));
   c.watchMigrations();
   c.deleteMigration("waiting");
   BOOST_TEST_REQUIRE(c.until([&] { return !c.findMigration("waiting"); }));
@@ -919,4 +918,134 @@ BOOST_AUTO_TEST_CASE(target_ready_is_not_timed_out) {
   c.passes(5);
   BOOST_TEST(c.record("vm1").phase == api::kMigrationTargetReady);
   BOOST_TEST(c.phase("mig1") == api::kMigrationPreparingTarget);
+}
+
+// --- the target's room ------------------------------------------------------------------
+
+// The target prepares (disks, NICs, memory for the incoming guest) before
+// anything moves, while the VM stays bound to the source: a node already
+// receiving a VM has that much less room for another.
+BOOST_AUTO_TEST_CASE(a_node_receiving_a_vm_is_not_picked_for_one_that_no_longer_fits) {
+  Cluster c;
+  c.addNode("n1", 8);
+  c.addNode("n2", 2);
+  c.addNode("n3", 2);
+  c.addRunningVm("vm1", "n1", 2);
+  c.addRunningVm("vm2", "n1", 2);
+  c.createMigration("mig1", "vm1");
+  toPreparingTarget(c, "mig1");
+  std::string first = c.migration("mig1").status.targetNode;
+  c.createMigration("mig2", "vm2");
+  toPreparingTarget(c, "mig2");
+  BOOST_TEST(c.migration("mig2").status.targetNode != first);
+  BOOST_TEST(c.migration("mig2").status.targetNode != "n1");
+}
+
+BOOST_AUTO_TEST_CASE(migrations_scheduled_together_do_not_share_the_room_of_one) {
+  Cluster c;
+  c.addNode("n1", 8);
+  c.addNode("n2", 2);
+  c.addNode("n3", 2);
+  c.addRunningVm("vm1", "n1", 2);
+  c.addRunningVm("vm2", "n1", 2);
+  c.createMigration("mig1", "vm1");
+  c.createMigration("mig2", "vm2");
+  toPreparingTarget(c, "mig1");
+  toPreparingTarget(c, "mig2");
+  auto t1 = c.migration("mig1").status.targetNode, t2 = c.migration("mig2").status.targetNode;
+  BOOST_TEST(t1 != t2);
+  BOOST_TEST(t1 != "n1");
+  BOOST_TEST(t2 != "n1");
+}
+
+BOOST_AUTO_TEST_CASE(no_room_left_on_the_only_other_node_fails_scheduling) {
+  Cluster c;
+  c.addNode("n1", 8);
+  c.addNode("n2", 2);
+  c.addRunningVm("vm1", "n1", 2);
+  c.addRunningVm("vm2", "n1", 2);
+  c.createMigration("mig1", "vm1");
+  toPreparingTarget(c, "mig1");
+  c.createMigration("mig2", "vm2");
+  BOOST_TEST_REQUIRE(c.until([&] { return c.phase("mig2") == api::kMigrationFailed; }));
+  auto m2 = c.migration("mig2");
+  BOOST_TEST(m2.status.reason == "SchedulingFailed");
+  BOOST_TEST(contains(m2.status.message, "insufficient cpu"), m2.status.message);
+  // Once the first has moved, n2 is full for real.
+  c.targetReady("vm1");
+  c.sourceSucceeded("vm1", {});
+  BOOST_TEST_REQUIRE(c.until([&] { return c.phase("mig1") == api::kMigrationSucceeded; }));
+  BOOST_TEST(c.vm("vm1").status.nodeName == "n2");
+}
+
+// The VM's own nodeSelector holds wherever it goes: a migration narrows the
+// choice, it does not replace the VM's constraints.
+BOOST_AUTO_TEST_CASE(the_vms_node_selector_holds_and_the_migrations_narrows_it) {
+  MigrationOptions o;
+  o.parallelOutboundMigrationsPerNode = 5;  // all three from n1 at once
+  Cluster c(o);
+  c.addNode("n1");
+  c.addNode("n2");
+  c.addNode("n3");
+  c.addNode("n4");
+  auto label = [&](const std::string& node, const std::string& disk) {
+    auto key = api::nodeKey(node);
+    auto cur = c.store().get(key);
+    BOOST_TEST_REQUIRE(cur.ok());
+    auto n = api::decodeStoredNode(cur.value());
+    BOOST_TEST_REQUIRE(n.ok());
+    n.value().metadata.labels["disk"] = disk;
+    BOOST_TEST_REQUIRE(
+        c.store().update(key, api::storeValue(n.value()), cur.value().modRevision).ok());
+  };
+  label("n1", "ssd");
+  label("n2", "hdd");
+  label("n3", "ssd");
+  label("n4", "hdd");
+  for (const char* v : {"vm1", "vm2", "vm3"}) {
+    c.addRunningVm(v, "n1");
+    auto key = api::virtualMachineKey("default", v);
+    auto cur = c.store().get(key);
+    auto vm = api::decodeStoredVirtualMachine(cur.value());
+    vm.value().spec.nodeSelector["disk"] = "ssd";
+    BOOST_TEST_REQUIRE(
+        c.store().update(key, api::storeValue(vm.value()), cur.value().modRevision).ok());
+  }
+  c.createMigration("plain", "vm1");
+  c.createMigration("hdd", "vm2",
+                    [](api::VirtualMachineMigration& m) { m.spec.nodeSelector["disk"] = "hdd"; });
+  c.createMigration("to-n4", "vm3",
+                    [](api::VirtualMachineMigration& m) { m.spec.targetNode = "n4"; });
+  toPreparingTarget(c, "plain");
+  BOOST_TEST(c.migration("plain").status.targetNode == "n3");
+  for (const char* m : {"hdd", "to-n4"}) {
+    BOOST_TEST_CONTEXT(m) {
+      BOOST_TEST_REQUIRE(c.until([&] {
+        auto p = c.phase(m);
+        return p == api::kMigrationFailed || p == api::kMigrationPreparingTarget;
+      }));
+      auto s = c.migration(m).status;
+      BOOST_TEST(s.phase == api::kMigrationFailed, s.phase << " to " << s.targetNode);
+      BOOST_TEST(s.reason == "SchedulingFailed");
+    }
+  }
+}
+
+// A cancel racing the target: the target's TargetReady lands between the
+// delete and the controller's next pass. The record must not be failed
+// under a source that may start; the abort goes the source's way.
+BOOST_AUTO_TEST_CASE(a_cancel_racing_target_ready_aborts_through_the_source) {
+  Cluster c;
+  c.addNode("n1");
+  c.addNode("n2");
+  c.addRunningVm("vm1", "n1");
+  c.createMigration("mig1", "vm1");
+  toPreparingTarget(c, "mig1");
+  c.deleteMigration("mig1");
+  c.targetReady("vm1");
+  BOOST_TEST_REQUIRE(c.until([&] { return c.record("vm1").abortRequested; }));
+  BOOST_TEST(c.record("vm1").phase == api::kMigrationTargetReady);
+  BOOST_TEST(c.findMigration("mig1").has_value());
+  c.sourceFailed("vm1", "Cancelled", "cancelled before the migration started");
+  BOOST_TEST_REQUIRE(c.until([&] { return !c.findMigration("mig1"); }));
 }
