@@ -31,6 +31,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -53,6 +54,17 @@ std::string rfc3339(int64_t secondsSinceEpoch) {
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
 }
+
+// The events the controller records, in order ("Type Reason: message").
+struct RecordingSink : api::EventSink {
+  std::vector<api::EventRecord> events;
+  void record(api::EventRecord e) override { events.push_back(std::move(e)); }
+  std::vector<std::string> reasons() const {
+    std::vector<std::string> out;
+    for (const auto& e : events) out.push_back(e.type + " " + e.reason);
+    return out;
+  }
+};
 
 bool hasFinalizer(const api::VirtualMachineMigration& m) {
   const auto& f = m.metadata.finalizers;
@@ -97,6 +109,8 @@ class Cluster {
     migration_ = std::make_unique<MigrationController>(*store_, *scheduling_, options_);
   }
   store::Store& store() { return *store_; }
+  SchedulingController& scheduling() { return *scheduling_; }
+  MigrationController& migrations() { return *migration_; }
 
   // One round of each controller.
   bool pass() {
@@ -1112,4 +1126,115 @@ BOOST_AUTO_TEST_CASE(four_migrations_from_one_node_all_land_within_the_limits) {
   for (int i = 1; i <= 4; ++i) ++perNode[c.vm("vm" + std::to_string(i)).status.nodeName];
   BOOST_TEST(perNode["n2"] == 2);
   BOOST_TEST(perNode["n3"] == 2);
+}
+
+// --- events -------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(each_outcome_is_one_event_on_the_migration) {
+  RecordingSink sink;
+  MigrationOptions o;
+  o.events = &sink;
+  Cluster c(o);
+  c.addNode("n1");
+  c.addNode("n2");
+  c.addRunningVm("vm1", "n1");
+  c.addRunningVm("vm2", "n1");
+  c.createMigration("ok", "vm1");
+  toPreparingTarget(c, "ok");
+  c.targetReady("vm1");
+  c.sourceRunning("vm1", {});
+  c.sourceSucceeded("vm1", api::MigrationResult{2000, 30, 64u << 20, "pre-copy"});
+  BOOST_TEST_REQUIRE(c.until([&] { return c.phase("ok") == api::kMigrationSucceeded; }));
+  c.createMigration("cancelled", "vm2");
+  toPreparingTarget(c, "cancelled");
+  c.targetReady("vm2");
+  c.sourceRunning("vm2", {});
+  BOOST_TEST_REQUIRE(c.until([&] { return c.phase("cancelled") == api::kMigrationRunning; }));
+  c.deleteMigration("cancelled");
+  c.passes(3);
+  c.sourceFailed("vm2", "Cancelled", "migrating to node n2: operation aborted");
+  BOOST_TEST_REQUIRE(c.until([&] { return !c.findMigration("cancelled"); }));
+  c.passes(3);
+
+  std::vector<std::string> want = {"Normal MigrationScheduled", "Normal MigrationSucceeded",
+                                   "Normal MigrationScheduled", "Normal MigrationCancelling",
+                                   "Warning MigrationFailed"};
+  BOOST_TEST(sink.reasons() == want, boost::test_tools::per_element());
+  BOOST_TEST_REQUIRE(sink.events.size() == want.size());
+  const auto& done = sink.events[1];
+  BOOST_TEST(done.object.kind == api::kVirtualMachineMigrationKind);
+  BOOST_TEST(done.object.name == "ok");
+  BOOST_TEST(done.object.uid == c.migration("ok").metadata.uid);
+  BOOST_TEST(done.message == "migrated vm1 to node n2 in 2000 ms (downtime 30 ms, 64 MiB moved)");
+  BOOST_TEST(sink.events[0].message == "migrating vm1 from node n1 to node n2");
+  BOOST_TEST(sink.events[4].message == "migrating to node n2: operation aborted");
+}
+
+BOOST_AUTO_TEST_CASE(there_and_back_a_new_record_replaces_a_finished_one) {
+  Cluster c;
+  c.addNode("n1");
+  c.addNode("n2");
+  c.addRunningVm("vm1", "n1");
+  c.createMigration("there", "vm1");
+  toPreparingTarget(c, "there");
+  c.targetReady("vm1");
+  c.sourceSucceeded("vm1", {});
+  BOOST_TEST_REQUIRE(c.until([&] { return c.phase("there") == api::kMigrationSucceeded; }));
+  BOOST_TEST(c.vm("vm1").status.nodeName == "n2");
+
+  c.createMigration("back", "vm1");
+  toPreparingTarget(c, "back");
+  auto back = c.migration("back");
+  BOOST_TEST(back.status.sourceNode == "n2");
+  BOOST_TEST(back.status.targetNode == "n1");
+  auto rec = c.record("vm1");
+  BOOST_TEST(rec.name == "back");
+  BOOST_TEST(rec.uid == back.metadata.uid);
+  BOOST_TEST(rec.sourceNode == "n2");
+  BOOST_TEST(rec.targetNode == "n1");
+  BOOST_TEST(!rec.result.has_value());  // nothing of the first one carried over
+  BOOST_TEST(!rec.target.has_value());
+  c.targetReady("vm1");
+  c.sourceSucceeded("vm1", {});
+  BOOST_TEST_REQUIRE(c.until([&] { return c.phase("back") == api::kMigrationSucceeded; }));
+  BOOST_TEST(c.vm("vm1").status.nodeName == "n1");
+  // The first keeps saying what happened to it.
+  BOOST_TEST(c.phase("there") == api::kMigrationSucceeded);
+  BOOST_TEST(c.migration("there").status.targetNode == "n2");
+}
+
+// Both controllers on their own threads, as the controller process runs
+// them: the target question crosses threads (pickMigrationTarget's future).
+BOOST_AUTO_TEST_CASE(both_controllers_running_on_their_threads) {
+  MigrationOptions o;
+  o.interval = std::chrono::milliseconds(20);
+  Cluster c(o);
+  c.addNode("n1");
+  c.addNode("n2");
+  c.addNode("n3");
+  for (int i = 1; i <= 3; ++i) c.addRunningVm("vm" + std::to_string(i), "n1");
+  auto waitFor = [&](const std::function<bool()>& done) {
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!done() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return done();
+  };
+  {
+    std::jthread scheduler([&](std::stop_token stop) { c.scheduling().run(stop); });
+    std::jthread migrations([&](std::stop_token stop) { c.migrations().run(stop); });
+    for (int i = 1; i <= 3; ++i) {
+      c.createMigration("mig" + std::to_string(i), "vm" + std::to_string(i));
+    }
+    for (int i = 1; i <= 3; ++i) {
+      std::string m = "mig" + std::to_string(i), v = "vm" + std::to_string(i);
+      BOOST_TEST_REQUIRE(waitFor([&] { return c.phase(m) == api::kMigrationPreparingTarget; }));
+      c.targetReady(v);
+      c.sourceSucceeded(v, {});
+      BOOST_TEST_REQUIRE(waitFor([&] { return c.phase(m) == api::kMigrationSucceeded; }));
+    }
+  }
+  for (int i = 1; i <= 3; ++i) {
+    BOOST_TEST(c.vm("vm" + std::to_string(i)).status.nodeName != "n1");
+  }
 }
