@@ -1238,3 +1238,35 @@ BOOST_AUTO_TEST_CASE(both_controllers_running_on_their_threads) {
     BOOST_TEST(c.vm("vm" + std::to_string(i)).status.nodeName != "n1");
   }
 }
+
+BOOST_AUTO_TEST_CASE(cancel_with_the_target_question_in_flight_writes_no_record) {
+  Cluster c;
+  c.addNode("n1");
+  c.addNode("n2");
+  c.addRunningVm("vm1", "n1");
+  c.addRunningVm("vm2", "n1");
+  c.createMigration("mig1", "vm1");
+  BOOST_TEST_REQUIRE(c.until([&] { return c.phase("mig1") == api::kMigrationScheduling; }));
+  c.pass();  // asked
+  c.deleteMigration("mig1");
+  BOOST_TEST_REQUIRE(c.until([&] { return !c.findMigration("mig1"); }));
+  c.passes(3);
+  BOOST_TEST(!c.vm("vm1").status.migration.has_value());
+  // And the next migration is not held back by the question left behind.
+  c.createMigration("mig2", "vm2");
+  toPreparingTarget(c, "mig2");
+}
+
+BOOST_AUTO_TEST_CASE(a_vm_that_stops_before_its_target_is_written_fails_vm_not_running) {
+  Cluster c;
+  c.addNode("n1");
+  c.addNode("n2");
+  c.addRunningVm("vm1", "n1");
+  c.createMigration("mig1", "vm1");
+  BOOST_TEST_REQUIRE(c.until([&] { return c.phase("mig1") == api::kMigrationScheduling; }));
+  c.pass();  // asked
+  c.setVmStatus("vm1", [](api::VirtualMachineStatus& s) { s.phase = "Stopped"; });
+  BOOST_TEST_REQUIRE(c.until([&] { return c.phase("mig1") == api::kMigrationFailed; }));
+  BOOST_TEST(c.migration("mig1").status.reason == "VmNotRunning");
+  BOOST_TEST(!c.vm("vm1").status.migration.has_value());
+}
