@@ -8,9 +8,9 @@
 #include <capnp/message.h>
 
 #include <cmath>
-#include <map>
 #include <condition_variable>
 #include <cstdio>
+#include <map>
 #include <mutex>
 #include <thread>
 
