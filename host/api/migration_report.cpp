@@ -4,7 +4,6 @@
 
 #include "api/timestamps.h"
 
-
 namespace vmhost::api {
 namespace {
 
@@ -72,9 +71,14 @@ Result<bool> applyMigrationReport(VirtualMachineStatus& status, const std::strin
   if (want == kMigrationTargetReady) {
     if (!isTarget) return refused("only the target reports TargetReady");
     if (cur.phase != kMigrationPreparingTarget) {
-      // Already ready (a repeat), or running: nothing to do.
-      if (cur.phase == kMigrationTargetReady && cur.target == report.target) return false;
-      if (cur.phase != kMigrationTargetReady) return false;
+      // A repeat of what the target published (a retry, a restarted agent):
+      // nothing to do. Anything else is refused: once ready, the source may
+      // already be migrating to what was published, which must not change
+      // under it.
+      if (cur.target && cur.target == report.target) return false;
+      return refused("migration " + cur.name + " is " + cur.phase +
+                     ": TargetReady only follows PreparingTarget, and the published target "
+                     "does not change");
     }
     if (!report.target || report.target->domainXml.empty() || report.target->libvirtUri.empty()) {
       return refused("a TargetReady report needs the target's domain XML and libvirt URI");

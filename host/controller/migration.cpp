@@ -129,10 +129,13 @@ bool MigrationController::reconcileOnce() {
     reconcile(m, rev, counts);
     unfinished |= !finished(m.status.phase);
   }
-  // Questions about migrations that went away.
+  // Questions about migrations that went away or moved on from Scheduling
+  // (failed or cancelled before the answer was read): they would hold the
+  // next question back.
   for (auto it = asked_.begin(); it != asked_.end();) {
-    bool known = std::any_of(all.begin(), all.end(),
-                             [&](const auto& e) { return e.first.metadata.uid == it->first; });
+    bool known = std::any_of(all.begin(), all.end(), [&](const auto& e) {
+      return e.first.metadata.uid == it->first && e.first.status.phase == api::kMigrationScheduling;
+    });
     it = known ? std::next(it) : asked_.erase(it);
   }
   return unfinished;
@@ -312,6 +315,10 @@ void MigrationController::reconcile(api::VirtualMachineMigration& m, int64_t mod
         return fail(m, "SchedulingFailed",
                     "spec.targetNode " + m.spec.targetNode + " is the node the VM runs on");
       }
+      // One question at a time: the scheduler counts what a node receives
+      // from the VMs' records, so each answer must come after the record of
+      // the one before (two answered together could share one node's room).
+      if (!asked_.empty()) return;
       asked_.emplace(m.metadata.uid,
                      scheduling_.pickMigrationTarget(*vm, st.sourceNode, selector));
       return;

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -404,11 +405,47 @@ std::future<Result<std::string>> SchedulingController::pickMigrationTarget(
 
 void SchedulingController::answerTarget(TargetQuery& q) {
   VmKey key{q.vm.metadata.ns, q.vm.metadata.name};
+  // The migration's selector narrows the VM's own; it never replaces it
+  // (a key both name with different values: no node can have both).
   auto selector = q.vm.spec.nodeSelector;
-  for (const auto& [k, v] : q.nodeSelector) selector[k] = v;
+  for (const auto& [k, v] : q.nodeSelector) {
+    auto [it, added] = selector.emplace(k, v);
+    if (!added && it->second != v) {
+      q.answer.set_value(Error{VMHOST_ERR_FAILED_PRECONDITION,
+                               "the migration asks for " + k + "=" + v +
+                                   " but the VM's nodeSelector has " + k + "=" + it->second,
+                               false});
+      return;
+    }
+  }
+  // A VM migrating to a node holds room there too until its migration ends
+  // (the target prepares before anything moves), though it stays bound to
+  // its source: counted for this question, so that two migrations do not
+  // pick the same room. Those nodes are sent with these figures, and again
+  // as the host counts them on the next call.
+  std::map<std::string, std::pair<int64_t, int64_t>> incoming;
+  for (const auto& [k, e] : vms_) {
+    const auto& m = e.vm.status.migration;
+    if (k == key || !m || api::migrationStateFinished(*m) || !holdsResources(e.vm) ||
+        m->targetNode.empty() || m->targetNode == e.vm.status.nodeName ||
+        !nodes_.count(m->targetNode)) {
+      continue;
+    }
+    incoming[m->targetNode].first += e.cpuMillis;
+    incoming[m->targetNode].second += e.memoryBytes;
+  }
+  for (const auto& [node, in] : incoming) {
+    allocated_[node].first += in.first;
+    allocated_[node].second += in.second;
+    dirtyNodes_.insert(node);
+  }
   capnp::MallocMessageBuilder message;
   fillRequest(message.initRoot<schema::ScheduleRequest>(), key, q.vm, q.vm.spec.cpu.cores * 1000,
               q.vm.spec.memory.value(), selector, q.source);
+  for (const auto& [node, in] : incoming) {
+    allocated_[node].first -= in.first;
+    allocated_[node].second -= in.second;
+  }
   auto reply = scheduler_.call<schema::ScheduleResult>(VMHOST_METHOD_SCHEDULER_SCHEDULE, message);
   if (!reply.ok()) {
     fullSync_ = true;
@@ -419,10 +456,12 @@ void SchedulingController::answerTarget(TargetQuery& q) {
   fullSync_ = false;
   dirtyNodes_.clear();
   removedNodes_.clear();
-  // What the plugin now believes about these two is not what the host has:
-  // the source was sent unschedulable, and the chosen node holds the VM in
-  // its cache. Both go again, as they are, on the next call.
+  // What the plugin now believes about these is not what the host has: the
+  // source was sent unschedulable, the nodes receiving migrations with what
+  // they receive, and the chosen node holds the VM in its cache. They go
+  // again, as they are, on the next call.
   dirtyNodes_.insert(q.source);
+  for (const auto& [node, in] : incoming) dirtyNodes_.insert(node);
   auto result = reply.value().get();
   if (result.isScheduled()) {
     std::string node = result.getScheduled().getNode().cStr();
