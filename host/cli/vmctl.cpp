@@ -794,6 +794,17 @@ int describe(HttpClient& http, const Options& o, const std::vector<std::string>&
     line("Memory:", str(doc, "/spec/memory"));
     line("Phase:", str(doc, "/status/phase"));
     line("Node:", str(doc, "/status/nodeName"));
+    line("Eviction Strategy:", str(doc, "/spec/evictionStrategy", "None"));
+    if (doc.at_pointer("/status/migration").error() == simdjson::SUCCESS) {
+      // status.migration: the migration in flight, or the last one.
+      std::string m = str(doc, "/status/migration/name") + " " +
+                      str(doc, "/status/migration/phase") + " from node " +
+                      str(doc, "/status/migration/sourceNode") + " to node " +
+                      str(doc, "/status/migration/targetNode");
+      std::string reason = str(doc, "/status/migration/reason");
+      if (!reason.empty()) m += " (" + reason + ")";
+      line("Migration:", m);
+    }
   } else {
     line("Capacity CPU:", str(doc, "/status/capacity/cpu"));
     line("Capacity Memory:", str(doc, "/status/capacity/memory"));

@@ -13,6 +13,7 @@
 BUILD=$1
 SRC=$2
 . "$SRC/tests/lib/harness.sh"
+require_tools script:bsdutils
 
 start_aio aio "$SRC/deploy/all-in-one-test.yaml" master
 cat >"$WORK/vm1.yaml" <<YAML
