@@ -1,11 +1,14 @@
 // vmctl: the vmhost CLI over the HTTP API (libcurl + simdjson).
 //
 //   vmctl apply -f FILE|-               create or update each document (YAML or JSON)
-//   vmctl get [vm|node] [NAME] [-o json|yaml] [-A]
-//   vmctl describe [vm|node] NAME
-//   vmctl delete [vm] NAME
+//   vmctl get [vm|node|migration] [NAME] [-o json|yaml] [-A]
+//   vmctl describe [vm|node|migration] NAME
+//   vmctl delete [vm|migration] NAME
 //   vmctl start NAME | stop NAME        runStrategy Always | Halted
 //   vmctl wait NAME --for=phase=Running [--timeout=120s]
+//   vmctl migrate VM [--to NODE] [--wait] [--timeout=30m]
+//                                       create a VirtualMachineMigration (api/migration.h)
+//   vmctl migrate VM --cancel [--wait]  delete the VM's unfinished migrations
 //   vmctl cordon NODE | uncordon NODE   spec.unschedulable true | false
 //   vmctl drain NODE [--timeout=5m]     cordon and evict (host/api/eviction.h)
 //
@@ -13,6 +16,8 @@
 // $VMHOST_TOKEN, then the config file (--config, $VMCTL_CONFIG, or
 // ~/.config/vmhost/vmctl.yaml), then defaults (http://127.0.0.1:8080, default).
 #include "api/events.h"
+#include "api/eviction.h"
+#include "api/migration_state.h"
 #include "api/timestamps.h"
 #include "api/vocabulary.h"
 #include "cli/console.h"
@@ -20,6 +25,8 @@
 #include "common/yaml.h"
 
 #include <simdjson.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -46,17 +53,23 @@ const char* kUsage =
     "\n"
     "commands:\n"
     "  apply -f FILE|-                      create or update each document (YAML or JSON)\n"
-    "  get [vm|node] [NAME] [-o json|yaml] [-A]\n"
-    "  describe [vm|node] NAME\n"
-    "  delete [vm] NAME\n"
+    "  get [vm|node|migration] [NAME] [-o json|yaml] [-A]\n"
+    "  describe [vm|node|migration] NAME\n"
+    "  delete [vm|migration] NAME\n"
     "  start NAME                           set runStrategy Always\n"
     "  stop NAME                            set runStrategy Halted\n"
     "  wait NAME --for=phase=PHASE [--timeout=120s]\n"
     "  console NAME                         the guest's serial console; Ctrl-] detaches\n"
+    "  migrate VM [--to NODE] [--wait] [--timeout=30m]\n"
+    "                                       live-migrate VM (to NODE, or where the scheduler\n"
+    "                                       says); --wait follows it to the end\n"
+    "  migrate VM --cancel [--wait]         cancel VM's unfinished migrations\n"
     "  cordon NODE                          no new VMs are placed on NODE\n"
-    "  uncordon NODE                        undo cordon (and cancel a drain)\n"
-    "  drain NODE [--timeout=5m]            cordon, then stop or re-place NODE's VMs by their\n"
-    "                                       evictionStrategy (None: stop, Restart: move)\n";
+    "  uncordon NODE                        undo cordon (and cancel a drain: its migrations\n"
+    "                                       not started yet are withdrawn)\n"
+    "  drain NODE [--timeout=5m]            cordon, then stop, re-place or live-migrate NODE's\n"
+    "                                       VMs by their evictionStrategy (None: stop,\n"
+    "                                       Restart: move, LiveMigrate: migrate while running)\n";
 
 struct Options {
   std::string server;
@@ -78,17 +91,23 @@ const Kind kVirtualMachine{"VirtualMachine", "/apis/vmhost.io/v1", "virtualmachi
                            "virtualmachine.vmhost.io"};
 const Kind kNode{"Node", "/apis/vmhost.io/v1", "nodes", false, "node.vmhost.io"};
 const Kind kSeedVm{"VM", "/apis/kubevirt.io/v1alpha1", "vms", true, "vm.kubevirt.io"};
+const Kind kMigration{"VirtualMachineMigration", "/apis/vmhost.io/v1", "virtualmachinemigrations",
+                      true, "virtualmachinemigration.vmhost.io"};
 
 std::optional<Kind> kindForType(const std::string& t) {
   if (t == "vm" || t == "vms" || t == "virtualmachine" || t == "virtualmachines")
     return kVirtualMachine;
   if (t == "node" || t == "nodes" || t == "no") return kNode;
+  if (t == "vmim" || t == "vmims" || t == "migration" || t == "migrations" ||
+      t == "virtualmachinemigration" || t == "virtualmachinemigrations")
+    return kMigration;
   return std::nullopt;
 }
 
 std::optional<Kind> kindForManifest(const std::string& apiVersion, const std::string& kind) {
   if (apiVersion == "vmhost.io/v1" && kind == "VirtualMachine") return kVirtualMachine;
   if (apiVersion == "vmhost.io/v1" && kind == "Node") return kNode;
+  if (apiVersion == "vmhost.io/v1" && kind == "VirtualMachineMigration") return kMigration;
   if (apiVersion == "kubevirt.io/v1alpha1" && kind == "VM") return kSeedVm;
   return std::nullopt;
 }
@@ -139,6 +158,187 @@ HttpResponse call(HttpClient& http, const std::string& method, const std::string
 }
 
 bool ok(const HttpResponse& r) { return r.status >= 200 && r.status < 300; }
+
+uint64_t num(simdjson::dom::element e, const char* pointer) {
+  auto v = e.at_pointer(pointer);
+  if (v.error() != simdjson::SUCCESS) return 0;
+  uint64_t u = 0;
+  if (v.get(u) == simdjson::SUCCESS) return u;
+  int64_t i = 0;
+  if (v.get(i) == simdjson::SUCCESS) return i < 0 ? 0 : static_cast<uint64_t>(i);
+  double d = 0;
+  if (v.get(d) == simdjson::SUCCESS) return d < 0 ? 0 : static_cast<uint64_t>(d);
+  return 0;
+}
+
+// --- migrations ----------------------------------------------------------------
+
+// A VirtualMachineMigration as vmctl shows it (api/migration.h).
+struct MigrationInfo {
+  std::string ns, name, uid, vm, phase, reason, message, source, target, specTarget;
+  std::string created, startTime, endTime;
+  std::string drainNode;  // the drain that created it (api/eviction.h); "" if none
+  bool deleting = false;
+  bool hasProgress = false;
+  uint64_t total = 0, processed = 0, remaining = 0, dirtyRate = 0, iteration = 0, elapsedMs = 0,
+           maxDowntimeMs = 0;
+  bool postCopy = false;
+  std::string lastDecision;
+  bool hasResult = false;
+  uint64_t totalMs = 0, downtimeMs = 0, bytesTransferred = 0;
+  std::string endedBy;
+
+  bool finished() const {
+    return phase == api::kMigrationSucceeded || phase == api::kMigrationFailed;
+  }
+  // Not yet on any node: what a cancel or an uncordon withdraws at once.
+  bool started() const {
+    return phase == api::kMigrationPreparingTarget || phase == api::kMigrationRunning || finished();
+  }
+  std::string where() const { return target.empty() ? specTarget : target; }
+};
+
+MigrationInfo migrationInfo(simdjson::dom::element e) {
+  MigrationInfo m;
+  m.ns = str(e, "/metadata/namespace");
+  m.name = str(e, "/metadata/name");
+  m.uid = str(e, "/metadata/uid");
+  m.created = str(e, "/metadata/creationTimestamp");
+  m.deleting = !str(e, "/metadata/deletionTimestamp").empty();
+  // JSON pointer: "/" in a key is "~1".
+  m.drainNode = str(e, "/metadata/annotations/vmhost.io~1drain-node");
+  m.vm = str(e, "/spec/vmName");
+  m.specTarget = str(e, "/spec/targetNode");
+  m.phase = str(e, "/status/phase");
+  m.reason = str(e, "/status/reason");
+  m.message = str(e, "/status/message");
+  m.source = str(e, "/status/sourceNode");
+  m.target = str(e, "/status/targetNode");
+  m.startTime = str(e, "/status/startTimestamp");
+  m.endTime = str(e, "/status/endTimestamp");
+  if (e.at_pointer("/status/progress").error() == simdjson::SUCCESS) {
+    m.hasProgress = true;
+    m.total = num(e, "/status/progress/dataTotalBytes");
+    m.processed = num(e, "/status/progress/dataProcessedBytes");
+    m.remaining = num(e, "/status/progress/dataRemainingBytes");
+    m.dirtyRate = num(e, "/status/progress/dirtyRateBytesPerSecond");
+    m.iteration = num(e, "/status/progress/memoryIteration");
+    m.elapsedMs = num(e, "/status/progress/elapsedMs");
+    m.maxDowntimeMs = num(e, "/status/progress/maxDowntimeMs");
+    m.postCopy = str(e, "/status/progress/postCopy") == "true";
+    m.lastDecision = str(e, "/status/progress/lastDecision");
+  }
+  if (e.at_pointer("/status/result").error() == simdjson::SUCCESS) {
+    m.hasResult = true;
+    m.totalMs = num(e, "/status/result/totalMs");
+    m.downtimeMs = num(e, "/status/result/downtimeMs");
+    m.bytesTransferred = num(e, "/status/result/bytesTransferred");
+    m.endedBy = str(e, "/status/result/endedBy");
+  }
+  return m;
+}
+
+std::string mib(uint64_t bytes) {
+  char buf[32];
+  double v = static_cast<double>(bytes) / (1024.0 * 1024.0);
+  std::snprintf(buf, sizeof buf, v >= 10 || bytes == 0 ? "%.0f MiB" : "%.1f MiB", v);
+  return buf;
+}
+
+std::string mibPerSecond(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB/s", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return buf;
+}
+
+std::string seconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f s", s);
+  return buf;
+}
+
+// Percent of the data processed, 0-100.
+int percentOf(const MigrationInfo& m) {
+  if (m.total == 0) return m.phase == api::kMigrationSucceeded ? 100 : 0;
+  if (m.processed >= m.total) return 100;
+  return static_cast<int>(static_cast<double>(m.processed) * 100.0 / static_cast<double>(m.total));
+}
+
+// "Pending (NodeLimit: waiting: ...)", "Failed (SchedulingFailed: ...)".
+std::string phaseWithReason(const MigrationInfo& m) {
+  std::string s = m.phase.empty() ? "Created" : m.phase;
+  if (!m.reason.empty() || !m.message.empty()) {
+    s += " (" + m.reason + (m.reason.empty() || m.message.empty() ? "" : ": ") + m.message + ")";
+  }
+  return s;
+}
+
+// One plain line, as printed every second when stdout is not a terminal:
+//   NAME: Running 45% (100 MiB of 220 MiB, 120 MiB remaining), dirty 3.2 MiB/s,
+//   iteration 3, elapsed 12.3 s[, post-copy][, last decision: ...]
+std::string progressLine(const MigrationInfo& m, double waitedSeconds) {
+  std::string line = m.name + ": ";
+  if (m.phase == api::kMigrationRunning && m.hasProgress) {
+    line += "Running " + std::to_string(percentOf(m)) + "% (" + mib(m.processed) + " of " +
+            mib(m.total) + ", " + mib(m.remaining) + " remaining), dirty " +
+            mibPerSecond(m.dirtyRate) + ", iteration " + std::to_string(m.iteration) +
+            ", elapsed " + seconds(static_cast<double>(m.elapsedMs) / 1000.0);
+    if (m.postCopy) line += ", post-copy";
+    if (!m.lastDecision.empty()) line += ", last decision: " + m.lastDecision;
+    return line;
+  }
+  line += phaseWithReason(m);
+  if (!m.where().empty() && m.phase != api::kMigrationPending) line += ", to node " + m.where();
+  line += ", waited " + seconds(waitedSeconds);
+  return line;
+}
+
+int terminalColumns() {
+  struct winsize ws {};
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  return 80;
+}
+
+// The one-line bar redrawn in place on a terminal:
+//   [##########..........]  45% Running -> node-b  120 MiB left  3.2 MiB/s dirty  iter 3
+//   12.3 s  last: raise max downtime to 600 ms
+std::string progressBar(const MigrationInfo& m, double waitedSeconds) {
+  constexpr int kWidth = 24;
+  int pct = m.phase == api::kMigrationRunning ? percentOf(m) : 0;
+  int filled = pct * kWidth / 100;
+  std::string line = "[" + std::string(static_cast<size_t>(filled), '#') +
+                     std::string(static_cast<size_t>(kWidth - filled), '.') + "] ";
+  char p[8];
+  std::snprintf(p, sizeof p, "%3d%%", pct);
+  line += p;
+  line += " " + (m.phase.empty() ? std::string("Created") : m.phase);
+  if (!m.where().empty()) line += " -> " + m.where();
+  if (m.phase == api::kMigrationRunning && m.hasProgress) {
+    line += "  " + mib(m.remaining) + " left  " + mibPerSecond(m.dirtyRate) + " dirty  iter " +
+            std::to_string(m.iteration) + "  " + seconds(static_cast<double>(m.elapsedMs) / 1000.0);
+    if (m.postCopy) line += "  post-copy";
+    if (!m.lastDecision.empty()) line += "  last: " + m.lastDecision;
+  } else {
+    line += "  " + seconds(waitedSeconds);
+    if (!m.reason.empty()) line += "  " + m.reason + (m.message.empty() ? "" : ": " + m.message);
+  }
+  size_t cols = static_cast<size_t>(std::max(20, terminalColumns() - 1));
+  if (line.size() > cols) line = line.substr(0, cols);
+  return line;
+}
+
+// "migrated vm1 to node-b in 1.2 s (downtime 85 ms, 63 MiB moved)".
+std::string migratedLine(const MigrationInfo& m, double waitedSeconds) {
+  double total = m.hasResult ? static_cast<double>(m.totalMs) / 1000.0 : waitedSeconds;
+  std::string line = "migrated " + m.vm + " to " + m.where() + " in " + seconds(total);
+  if (m.hasResult) {
+    line +=
+        " (downtime " + std::to_string(m.downtimeMs) + " ms, " + mib(m.bytesTransferred) + " moved";
+    if (!m.endedBy.empty()) line += ", " + m.endedBy;
+    line += ")";
+  }
+  return line;
+}
 
 // --- output ------------------------------------------------------------------
 
@@ -267,6 +467,17 @@ std::vector<std::string> rowFor(const Kind& k, simdjson::dom::element item, bool
       cordoned = false;
     }
     row.push_back(ready + (cordoned ? ",SchedulingDisabled" : ""));
+  } else if (std::string(k.resource) == kMigration.resource) {
+    MigrationInfo m = migrationInfo(item);
+    auto orNone = [](const std::string& v) { return v.empty() ? std::string("<none>") : v; };
+    row.push_back(m.vm);
+    row.push_back(orNone(m.phase) + (m.deleting && !m.finished() ? ",Cancelling" : ""));
+    row.push_back(orNone(m.source));
+    row.push_back(orNone(m.where()));
+    row.push_back(m.hasProgress || m.phase == api::kMigrationSucceeded
+                      ? std::to_string(percentOf(m)) + "%"
+                      : "<none>");
+    row.push_back(orNone(m.reason));
   } else {
     row.push_back(str(item, "/status/phase", "<none>"));
     row.push_back(str(item, "/status/nodeName", "<none>"));
@@ -379,7 +590,8 @@ Target parseTarget(const std::string& cmd, const std::vector<std::string>& args,
       t.kind = *k;
       positional.erase(positional.begin());
     } else if (!typeOptional || positional.size() > 1) {
-      usageError(cmd + ": unknown resource type '" + positional[0] + "' (expected vm or node)");
+      usageError(cmd + ": unknown resource type '" + positional[0] +
+                 "' (expected vm, node or migration)");
     }
   }
   if (positional.size() > 1) usageError(cmd + ": too many arguments");
@@ -438,7 +650,12 @@ int get(HttpClient& http, const Options& o, const std::vector<std::string>& args
   bool all = t.allNamespaces && t.kind.namespaced;
   if (std::string(t.kind.resource) == "nodes")
     rows.push_back({"NAME", "STATUS", "AGE"});
-  else if (all)
+  else if (std::string(t.kind.resource) == kMigration.resource) {
+    std::vector<std::string> head{"NAME",   "VM",       "PHASE",  "SOURCE",
+                                  "TARGET", "PROGRESS", "REASON", "AGE"};
+    if (all) head.insert(head.begin(), "NAMESPACE");
+    rows.push_back(head);
+  } else if (all)
     rows.push_back({"NAMESPACE", "NAME", "PHASE", "NODE", "AGE"});
   else
     rows.push_back({"NAME", "PHASE", "NODE", "AGE"});
@@ -464,9 +681,9 @@ std::string queryEscape(const std::string& v) {
 
 // The VM's Events, oldest first, as kubectl describe shows them.
 void printEvents(HttpClient& http, const std::string& ns, const std::string& name,
-                 const std::string& uid) {
-  std::string selector = "involvedObject.kind=" + std::string(api::kVirtualMachineKind) +
-                         ",involvedObject.name=" + name + ",involvedObject.uid=" + uid;
+                 const std::string& uid, const std::string& kind = api::kVirtualMachineKind) {
+  std::string selector =
+      "involvedObject.kind=" + kind + ",involvedObject.name=" + name + ",involvedObject.uid=" + uid;
   auto r = call(http, "GET",
                 "/api/v1/namespaces/" + ns + "/events?fieldSelector=" + queryEscape(selector));
   std::printf("Events:\n");
@@ -532,12 +749,62 @@ int describe(HttpClient& http, const Options& o, const std::vector<std::string>&
   line("Labels:", labels);
   line("UID:", str(doc, "/metadata/uid"));
   line("Created:", str(doc, "/metadata/creationTimestamp"));
+  if (std::string(t.kind.resource) == kMigration.resource) {
+    MigrationInfo m = migrationInfo(doc);
+    if (m.deleting) line("Deleting:", str(doc, "/metadata/deletionTimestamp") + " (a cancel)");
+    if (!m.drainNode.empty()) line("Drain Of Node:", m.drainNode);
+    line("VM:", m.vm);
+    line("Target Node:", m.specTarget.empty() ? "<the scheduler's choice>" : m.specTarget);
+    line("Phase:", m.phase);
+    line("Reason:", m.reason);
+    line("Message:", m.message);
+    line("Source:", m.source);
+    line("Target:", m.target);
+    line("Started:", m.startTime);
+    line("Ended:", m.endTime);
+    if (m.hasProgress) {
+      std::printf("Progress:\n");
+      std::printf("  %-18s%d%% (%s of %s)\n", "Data:", percentOf(m), mib(m.processed).c_str(),
+                  mib(m.total).c_str());
+      std::printf("  %-18s%s\n", "Remaining:", mib(m.remaining).c_str());
+      std::printf("  %-18s%s\n", "Dirty Rate:", mibPerSecond(m.dirtyRate).c_str());
+      std::printf("  %-18s%llu\n", "Iteration:", static_cast<unsigned long long>(m.iteration));
+      std::printf("  %-18s%llu ms\n",
+                  "Max Downtime:", static_cast<unsigned long long>(m.maxDowntimeMs));
+      std::printf("  %-18s%s\n",
+                  "Elapsed:", seconds(static_cast<double>(m.elapsedMs) / 1000.0).c_str());
+      std::printf("  %-18s%s\n", "Post-copy:", m.postCopy ? "yes" : "no");
+      std::printf("  %-18s%s\n",
+                  "Last Decision:", m.lastDecision.empty() ? "<none>" : m.lastDecision.c_str());
+    }
+    if (m.hasResult) {
+      std::printf("Result:\n");
+      std::printf("  %-18s%s\n",
+                  "Total:", seconds(static_cast<double>(m.totalMs) / 1000.0).c_str());
+      std::printf("  %-18s%llu ms\n", "Downtime:", static_cast<unsigned long long>(m.downtimeMs));
+      std::printf("  %-18s%s\n", "Moved:", mib(m.bytesTransferred).c_str());
+      std::printf("  %-18s%s\n", "Ended By:", m.endedBy.empty() ? "<none>" : m.endedBy.c_str());
+    }
+    printEvents(http, m.ns, m.name, m.uid, api::kVirtualMachineMigrationKind);
+    return 0;
+  }
   if (std::string(t.kind.resource) == "virtualmachines") {
     line("Run Strategy:", str(doc, "/spec/runStrategy", "Always"));
     line("CPU Cores:", str(doc, "/spec/cpu/cores", "1"));
     line("Memory:", str(doc, "/spec/memory"));
     line("Phase:", str(doc, "/status/phase"));
     line("Node:", str(doc, "/status/nodeName"));
+    line("Eviction Strategy:", str(doc, "/spec/evictionStrategy", "None"));
+    if (doc.at_pointer("/status/migration").error() == simdjson::SUCCESS) {
+      // status.migration: the migration in flight, or the last one.
+      std::string m = str(doc, "/status/migration/name") + " " +
+                      str(doc, "/status/migration/phase") + " from node " +
+                      str(doc, "/status/migration/sourceNode") + " to node " +
+                      str(doc, "/status/migration/targetNode");
+      std::string reason = str(doc, "/status/migration/reason");
+      if (!reason.empty()) m += " (" + reason + ")";
+      line("Migration:", m);
+    }
   } else {
     line("Capacity CPU:", str(doc, "/status/capacity/cpu"));
     line("Capacity Memory:", str(doc, "/status/capacity/memory"));
@@ -674,6 +941,8 @@ void patchNode(HttpClient& http, const std::string& node, const std::string& bod
   if (!ok(r)) serverError(r);
 }
 
+std::map<std::string, MigrationInfo> drainMigrations(HttpClient& http, const std::string& node);
+
 int cordon(HttpClient& http, const std::vector<std::string>& args, bool on) {
   std::string node = nodeArg(on ? "cordon" : "uncordon", args);
   // Uncordoning also withdraws a drain request: evictions not completed yet
@@ -683,6 +952,23 @@ int cordon(HttpClient& http, const std::vector<std::string>& args, bool on) {
                : std::string(R"({"spec":{"unschedulable":false},"metadata":{"annotations":{")") +
                      std::string(api::kDrainAnnotation) + R"(":null}}})");
   std::printf("node/%s %s\n", node.c_str(), on ? "cordoned" : "uncordoned");
+  if (on) return 0;
+  // The drain's live migrations: the controller withdraws (deletes) those
+  // not started yet; those already on the nodes are left to finish.
+  for (const auto& [key, m] : drainMigrations(http, node)) {
+    if (m.finished() || m.deleting) continue;
+    std::string display = std::string(kMigration.display) + "/" + m.name;
+    if (m.started()) {
+      std::printf(
+          "%s (VM %s) is %s to node %s: left to finish (vmctl migrate %s -n %s --cancel "
+          "stops it)\n",
+          display.c_str(), key.c_str(), m.phase.c_str(), m.where().c_str(), m.vm.c_str(),
+          m.ns.c_str());
+    } else {
+      std::printf("%s (VM %s) has not started (%s): withdrawn by the controller\n", display.c_str(),
+                  key.c_str(), m.phase.empty() ? "just created" : m.phase.c_str());
+    }
+  }
   return 0;
 }
 
@@ -726,10 +1012,25 @@ std::vector<BoundVm> vmsOn(HttpClient& http, const std::string& node) {
   return out;
 }
 
-std::string liveMigrateRefusal(const std::string& key) {
-  return "VM " + key +
-         ": evictionStrategy LiveMigrate needs live migration, which this version does not "
-         "have; set Restart or None";
+// The migrations a drain of `node` created (annotation vmhost.io/drain-node),
+// across namespaces, by "namespace/vm". An API without migrations: none.
+std::map<std::string, MigrationInfo> drainMigrations(HttpClient& http, const std::string& node) {
+  std::map<std::string, MigrationInfo> out;
+  auto r = http.request("GET", std::string(kMigration.apiPath) + "/" + kMigration.resource);
+  if (!r.ok() || !ok(r.value())) return out;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(r.value().body).get(doc) != simdjson::SUCCESS) return out;
+  auto items = doc.at_pointer("/items");
+  if (items.error() != simdjson::SUCCESS || !items.is_array()) return out;
+  for (auto item : items.get_array()) {
+    MigrationInfo m = migrationInfo(item);
+    if (m.drainNode != node) continue;
+    std::string key = m.ns + "/" + m.vm;
+    // The newest one of a VM counts (an earlier drain's may be there too).
+    if (out.count(key) == 0 || out[key].created <= m.created) out[key] = std::move(m);
+  }
+  return out;
 }
 
 int drain(HttpClient& http, const std::vector<std::string>& args) {
@@ -741,16 +1042,6 @@ int drain(HttpClient& http, const std::vector<std::string>& args) {
   auto got = call(http, "GET", collection(kNode, "") + "/" + node);
   if (got.status == 404) die("node \"" + node + "\" not found");
   if (!ok(got)) serverError(got);
-  // LiveMigrate is refused before anything changes (the controller refuses
-  // it too, should one appear after this check).
-  std::vector<std::string> refused;
-  for (const auto& vm : vmsOn(http, node)) {
-    if (vm.strategy == "LiveMigrate") refused.push_back(liveMigrateRefusal(vm.key));
-  }
-  if (!refused.empty()) {
-    for (const auto& r : refused) std::fprintf(stderr, "vmctl: drain: %s\n", r.c_str());
-    die("drain of node " + node + " refused; nothing was changed");
-  }
   patchNode(http, node,
             std::string(R"({"spec":{"unschedulable":true},"metadata":{"annotations":{")") +
                 std::string(api::kDrainAnnotation) + R"(":")" + api::nowRfc3339() + R"("}}})");
@@ -758,14 +1049,23 @@ int drain(HttpClient& http, const std::vector<std::string>& args) {
   std::fflush(stdout);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeoutSeconds);
   std::map<std::string, std::string> shown;  // VM -> the progress line last printed
+  std::string summaryShown;
   std::vector<BoundVm> left;
   while (true) {
     left = vmsOn(http, node);
+    auto migrations = drainMigrations(http, node);
     for (auto& [key, line] : shown) {
       bool still = false;
       for (const auto& vm : left) still |= vm.key == key;
       if (!still && line != "gone") {
-        std::printf("evicted %s\n", key.c_str());
+        auto m = migrations.find(key);
+        if (m != migrations.end() && m->second.phase == api::kMigrationSucceeded) {
+          std::printf("%s\n", ("migrated " + key + " to node " + m->second.where() + " (" +
+                               m->second.name + ")")
+                                  .c_str());
+        } else {
+          std::printf("evicted %s\n", key.c_str());
+        }
         line = "gone";
       }
     }
@@ -773,24 +1073,52 @@ int drain(HttpClient& http, const std::vector<std::string>& args) {
       std::printf("node/%s drained\n", node.c_str());
       return 0;
     }
+    int running = 0, pending = 0;
+    for (const auto& [key, m] : migrations) {
+      if (m.finished() || m.deleting) continue;
+      if (m.started()) {
+        ++running;
+      } else {
+        ++pending;
+      }
+    }
     for (const auto& vm : left) {
       std::string state;
+      std::string verb = "evicting";
+      auto m = migrations.find(vm.key);
       if (vm.evicting == "True") {
         state = vm.phase == "Stopped" ? "stopped, waiting to be unbound" : "stopping";
-      } else if (vm.evictingReason == "LiveMigrationUnsupported") {
-        std::fprintf(stderr, "vmctl: drain: %s\n", vm.evictingMessage.c_str());
-        die("drain of node " + node +
-            " cannot finish; the node stays cordoned with the drain requested (vmctl uncordon " +
-            node + " cancels it)");
+      } else if (vm.strategy == "LiveMigrate" &&
+                 (vm.phase == "Running" || (m != migrations.end() && !m->second.finished()))) {
+        verb = "migrating";
+        if (m == migrations.end()) {
+          state = "waiting for its migration";
+        } else if (m->second.phase == api::kMigrationFailed) {
+          state =
+              m->second.name + " " + phaseWithReason(m->second) + "; the controller tries again";
+        } else {
+          state = m->second.name + " " + phaseWithReason(m->second);
+          if (!m->second.where().empty() && m->second.started()) {
+            state += " to node " + m->second.where();
+          }
+        }
       } else {
         state = "waiting (phase " + vm.phase + ")";
       }
-      std::string line = "evicting " + vm.key + " (evictionStrategy " + vm.strategy + "): " + state;
+      std::string line = verb + " " + vm.key + " (evictionStrategy " + vm.strategy + "): " + state;
       if (shown[vm.key] != line) {
         std::printf("%s\n", line.c_str());
         std::fflush(stdout);
         shown[vm.key] = line;
       }
+    }
+    std::string summary = "node/" + node + ": " + std::to_string(left.size()) +
+                          (left.size() == 1 ? " VM" : " VMs") + " left, " +
+                          std::to_string(running) + " migrating, " + std::to_string(pending) +
+                          " waiting to migrate";
+    if (summary != summaryShown) {
+      std::printf("%s\n", summary.c_str());
+      summaryShown = summary;
     }
     std::fflush(stdout);
     if (std::chrono::steady_clock::now() >= deadline) break;
@@ -812,6 +1140,280 @@ int drain(HttpClient& http, const std::vector<std::string>& args) {
                "goes on in the controller; vmctl uncordon %s cancels it)\n",
                timeoutSeconds, node.c_str(), names.c_str(), node.c_str());
   return 1;
+}
+
+// --- migrate ---------------------------------------------------------------------
+
+std::string migrationsPath(const std::string& ns) { return collection(kMigration, ns); }
+
+// The migrations of VM `vm` in `ns` (field selector spec.vmName).
+std::vector<MigrationInfo> migrationsOf(HttpClient& http, const std::string& ns,
+                                        const std::string& vm) {
+  auto r =
+      call(http, "GET", migrationsPath(ns) + "?fieldSelector=" + queryEscape("spec.vmName=" + vm));
+  if (!ok(r)) serverError(r);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(r.body).get(doc) != simdjson::SUCCESS) die("the server sent invalid JSON");
+  std::vector<MigrationInfo> out;
+  auto items = doc.at_pointer("/items");
+  if (items.error() == simdjson::SUCCESS && items.is_array()) {
+    for (auto item : items.get_array()) {
+      MigrationInfo m = migrationInfo(item);
+      if (m.vm == vm) out.push_back(std::move(m));  // a server without the selector
+    }
+  }
+  return out;
+}
+
+// GET of one migration; nullopt when it is gone (404); a failed request is
+// retried by the caller (a controller restart must not end a long wait).
+struct Polled {
+  bool gone = false;
+  bool unreachable = false;
+  std::string error;
+  MigrationInfo m;
+};
+
+Polled pollMigration(HttpClient& http, const std::string& ns, const std::string& name) {
+  Polled p;
+  auto r = http.request("GET", migrationsPath(ns) + "/" + name);
+  if (!r.ok()) {
+    p.unreachable = true;
+    p.error = r.error().message;
+    return p;
+  }
+  if (r.value().status == 404) {
+    p.gone = true;
+    return p;
+  }
+  if (!ok(r.value())) serverError(r.value());
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(r.value().body).get(doc) != simdjson::SUCCESS) {
+    p.unreachable = true;
+    p.error = "the server sent invalid JSON";
+    return p;
+  }
+  p.m = migrationInfo(doc);
+  return p;
+}
+
+// Follows migration `name` to its end: a bar redrawn in place on a
+// terminal, a plain line per second otherwise. 0: Succeeded.
+int followMigration(HttpClient& http, const std::string& ns, const std::string& name,
+                    long timeoutSeconds) {
+  const bool tty = isatty(STDOUT_FILENO) == 1;
+  auto start = std::chrono::steady_clock::now();
+  auto deadline = start + std::chrono::seconds(timeoutSeconds);
+  MigrationInfo last;
+  last.name = name;
+  bool drawn = false;  // a bar is on the current line
+  auto endBar = [&] {
+    if (drawn) std::printf("\r\033[K");
+    drawn = false;
+  };
+  std::string unreachable;
+  while (true) {
+    double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    Polled p = pollMigration(http, ns, name);
+    if (p.gone) {
+      endBar();
+      std::fflush(stdout);
+      std::fprintf(stderr,
+                   "vmctl: migration %s/%s was deleted before it finished (last phase %s)\n",
+                   ns.c_str(), name.c_str(), last.phase.empty() ? "none" : last.phase.c_str());
+      return 1;
+    }
+    if (p.unreachable) {
+      if (p.error != unreachable) {
+        endBar();
+        std::printf("%s: %s; still trying\n", name.c_str(), p.error.c_str());
+        unreachable = p.error;
+      }
+    } else {
+      unreachable.clear();
+      last = p.m;
+      if (last.phase == api::kMigrationSucceeded) {
+        endBar();
+        std::printf("%s\n", migratedLine(last, waited).c_str());
+        return 0;
+      }
+      if (last.phase == api::kMigrationFailed) {
+        endBar();
+        std::fflush(stdout);
+        std::fprintf(stderr, "vmctl: migration %s/%s failed: %s: %s\n", ns.c_str(), name.c_str(),
+                     last.reason.empty() ? "Failed" : last.reason.c_str(), last.message.c_str());
+        return 1;
+      }
+      if (tty) {
+        std::printf("\r\033[K%s", progressBar(last, waited).c_str());
+        drawn = true;
+      } else {
+        std::printf("%s\n", progressLine(last, waited).c_str());
+      }
+    }
+    std::fflush(stdout);
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  endBar();
+  std::fflush(stdout);
+  std::fprintf(stderr,
+               "vmctl: timed out after %lds waiting for migration %s/%s (phase %s); it goes on "
+               "(vmctl migrate %s -n %s --cancel stops it)\n",
+               timeoutSeconds, ns.c_str(), name.c_str(),
+               last.phase.empty() ? "none" : last.phase.c_str(), last.vm.c_str(), ns.c_str());
+  return 1;
+}
+
+// Whether the node has a drain requested (the annotation vmhost.io/drain).
+bool nodeDrained(HttpClient& http, const std::string& node) {
+  auto r = http.request("GET", collection(kNode, "") + "/" + node);
+  if (!r.ok() || !ok(r.value())) return false;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  return parser.parse(r.value().body).get(doc) == simdjson::SUCCESS &&
+         doc.at_pointer("/metadata/annotations/vmhost.io~1drain").error() == simdjson::SUCCESS;
+}
+
+// vmctl migrate VM --cancel: deletes each unfinished migration of the VM
+// (the migration controller fails one not started yet at once and aborts
+// one in flight; docs/operator-guide.md).
+int cancelMigrations(HttpClient& http, const Options& o, const std::string& vm, bool wait,
+                     long timeoutSeconds) {
+  std::vector<MigrationInfo> cancelled;
+  for (const auto& m : migrationsOf(http, o.ns, vm)) {
+    if (m.finished()) continue;
+    std::string display = std::string(kMigration.display) + "/" + m.name;
+    if (m.deleting) {
+      std::printf("%s is already being cancelled (phase %s)\n", display.c_str(),
+                  m.phase.empty() ? "none" : m.phase.c_str());
+      cancelled.push_back(m);
+      continue;
+    }
+    auto r = call(http, "DELETE", migrationsPath(o.ns) + "/" + m.name);
+    if (r.status == 404) continue;  // finished and removed meanwhile
+    if (!ok(r)) serverError(r);
+    if (m.started()) {
+      std::printf(
+          "%s cancelling (%s from node %s to node %s: the job is aborted; the VM stays "
+          "on node %s unless it completes first)\n",
+          display.c_str(), m.phase.c_str(), m.source.c_str(), m.where().c_str(), m.source.c_str());
+    } else {
+      std::printf("%s cancelled (not started: %s)\n", display.c_str(),
+                  m.phase.empty() ? "just created" : m.phase.c_str());
+    }
+    if (!m.drainNode.empty() && nodeDrained(http, m.drainNode)) {
+      std::printf(
+          "note: %s belongs to the drain of node %s, which creates it again while the "
+          "node is drained; vmctl uncordon %s stops the drain\n",
+          m.name.c_str(), m.drainNode.c_str(), m.drainNode.c_str());
+    }
+    cancelled.push_back(m);
+  }
+  std::fflush(stdout);
+  if (cancelled.empty()) {
+    std::fprintf(stderr, "vmctl: VM %s/%s has no unfinished migration to cancel\n", o.ns.c_str(),
+                 vm.c_str());
+    return 1;
+  }
+  if (!wait) return 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeoutSeconds);
+  int rc = 0;
+  for (const auto& c : cancelled) {
+    std::string display = std::string(kMigration.display) + "/" + c.name;
+    while (true) {
+      Polled p = pollMigration(http, o.ns, c.name);
+      if (p.gone || (!p.unreachable && p.m.uid != c.uid)) {
+        std::printf("%s cancelled (deleted)\n", display.c_str());
+        break;
+      }
+      if (!p.unreachable && p.m.phase == api::kMigrationFailed) {
+        std::printf("%s cancelled: %s\n", display.c_str(), phaseWithReason(p.m).c_str());
+        break;
+      }
+      if (!p.unreachable && p.m.phase == api::kMigrationSucceeded) {
+        std::fflush(stdout);
+        std::fprintf(stderr,
+                     "vmctl: %s completed before the cancel took effect: the VM runs on node %s\n",
+                     display.c_str(), p.m.where().c_str());
+        rc = 1;
+        break;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        std::fflush(stdout);
+        std::fprintf(
+            stderr, "vmctl: timed out after %lds waiting for %s to be cancelled (phase %s)\n",
+            timeoutSeconds, display.c_str(), p.m.phase.empty() ? "none" : p.m.phase.c_str());
+        return 1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    std::fflush(stdout);
+  }
+  return rc;
+}
+
+int migrate(HttpClient& http, const Options& o, const std::vector<std::string>& args) {
+  std::string vm, to;
+  bool wait = false, cancel = false;
+  long timeoutSeconds = 30 * 60;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--to" && i + 1 < args.size())
+      to = args[++i];
+    else if (a.rfind("--to=", 0) == 0)
+      to = a.substr(5);
+    else if (a == "--wait" || a == "-w")
+      wait = true;
+    else if (a == "--cancel")
+      cancel = true;
+    else if (a.rfind("--timeout=", 0) == 0)
+      timeoutSeconds = parseDuration("--timeout", a.substr(10));
+    else if (a == "--timeout" && i + 1 < args.size())
+      timeoutSeconds = parseDuration("--timeout", args[++i]);
+    else if (!a.empty() && a[0] == '-')
+      usageError("migrate: unknown flag '" + a + "'");
+    else if (vm.empty())
+      vm = a;
+    else
+      usageError("migrate: too many arguments");
+  }
+  if (vm.empty()) usageError("migrate: usage: vmctl migrate VM [--to NODE] [--wait] | --cancel");
+  if (cancel && !to.empty()) usageError("migrate: --cancel and --to do not go together");
+  if (cancel) return cancelMigrations(http, o, vm, wait, timeoutSeconds);
+  // The VM and the node must exist: said here rather than by a failed object.
+  auto got = call(http, "GET", collection(kVirtualMachine, o.ns) + "/" + vm);
+  if (!ok(got)) serverError(got);
+  if (!to.empty()) {
+    auto n = call(http, "GET", collection(kNode, "") + "/" + to);
+    if (n.status == 404) die("node \"" + to + "\" not found");
+    if (!ok(n)) serverError(n);
+  }
+  // generateName VM-migration-: the server appends five characters; a long
+  // VM name is cut so the whole stays a valid name (253).
+  std::string prefix = vm.substr(0, std::min<size_t>(vm.size(), 253 - 16)) + "-migration-";
+  std::string body =
+      R"({"apiVersion":"vmhost.io/v1","kind":"VirtualMachineMigration","metadata":{"generateName":)";
+  yaml::appendJsonString(body, prefix);
+  body += R"(},"spec":{"vmName":)";
+  yaml::appendJsonString(body, vm);
+  if (!to.empty()) {
+    body += R"(,"targetNode":)";
+    yaml::appendJsonString(body, to);
+  }
+  body += "}}";
+  auto r = call(http, "POST", migrationsPath(o.ns), body);
+  if (!ok(r)) serverError(r);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(r.body).get(doc) != simdjson::SUCCESS) die("the server sent invalid JSON");
+  std::string name = str(doc, "/metadata/name");
+  std::printf("%s/%s created\n", kMigration.display, name.c_str());
+  std::fflush(stdout);
+  if (!wait) return 0;
+  return followMigration(http, o.ns, name, timeoutSeconds);
 }
 
 void loadConfigFile(Options& o) {
@@ -913,6 +1515,7 @@ int main(int argc, char** argv) {
   if (cmd == "cordon") return cordon(http, args, true);
   if (cmd == "uncordon") return cordon(http, args, false);
   if (cmd == "drain") return drain(http, args);
+  if (cmd == "migrate") return migrate(http, o, args);
   if (cmd == "console") {
     if (args.size() != 1 || args[0].empty() || args[0][0] == '-') {
       usageError("console: usage: vmctl console NAME");

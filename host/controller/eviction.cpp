@@ -3,8 +3,11 @@
 #include "api/conditions.h"
 #include "api/eviction.h"
 #include "api/objects.h"
+#include "api/timestamps.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <functional>
 #include <random>
 #include <set>
@@ -49,10 +52,45 @@ Status updateVm(store::Store& store, const std::string& ns, const std::string& n
                true};
 }
 
+bool migrationFinished(const api::VirtualMachineMigration& m) {
+  return m.status.phase == api::kMigrationSucceeded || m.status.phase == api::kMigrationFailed;
+}
+
+bool migrationStarted(const api::VirtualMachineMigration& m) {
+  return m.status.phase == api::kMigrationPreparingTarget ||
+         m.status.phase == api::kMigrationRunning || migrationFinished(m);
+}
+
+std::string keyOf(const std::string& ns, const std::string& name) { return ns + "/" + name; }
+
+int64_t attemptOf(const api::VirtualMachineMigration& m) {
+  auto it = m.metadata.annotations.find(api::kDrainAttemptAnnotation);
+  if (it == m.metadata.annotations.end()) return 1;
+  try {
+    return std::max<int64_t>(1, std::stoll(it->second));
+  } catch (...) {
+    return 1;
+  }
+}
+
+std::string drainOf(const api::ObjectMeta& meta) {
+  auto it = meta.annotations.find(api::kDrainAnnotation);
+  return it == meta.annotations.end() ? "" : it->second;
+}
+
+// "Failed (SchedulingFailed: no node can take the VM)".
+std::string outcome(const api::VirtualMachineMigration& m) {
+  std::string s = m.status.phase;
+  if (!m.status.reason.empty() || !m.status.message.empty()) {
+    s += " (" + m.status.reason + (m.status.message.empty() ? "" : ": " + m.status.message) + ")";
+  }
+  return s;
+}
+
 }  // namespace
 
 EvictionStep nextEvictionStep(const api::VirtualMachine& vm, const api::Node* node,
-                              bool nodeBlocked) {
+                              const EvictionMigrations& migrations) {
   if (vm.metadata.deletionTimestamp) return EvictionStep::kNothing;  // going anyway
   const api::Condition* evicting =
       api::findCondition(vm.status.conditions, api::kEvictingCondition);
@@ -72,12 +110,18 @@ EvictionStep nextEvictionStep(const api::VirtualMachine& vm, const api::Node* no
     return EvictionStep::kReplace;
   }
   if (vm.spec.evictionStrategy == "LiveMigrate") {
-    bool refused = evicting != nullptr && evicting->reason == api::kLiveMigrationUnsupportedReason;
-    return refused ? EvictionStep::kWait : EvictionStep::kRefuse;
-  }
-  if (nodeBlocked) {
-    // A refusal left from an earlier strategy is not this VM's problem now.
-    return evicting != nullptr ? EvictionStep::kCancel : EvictionStep::kWait;
+    const api::VirtualMachineMigration* m = migrations.drain;
+    // A migration in flight (the drain's or another) is waited for, whatever
+    // the VM's phase: it moves the VM, or fails and then we decide again.
+    if (m != nullptr && (!migrationFinished(*m) || m->metadata.deletionTimestamp)) {
+      return EvictionStep::kWait;
+    }
+    if (migrations.otherInFlight) return EvictionStep::kWait;
+    if (vm.status.phase == api::kPhaseRunning) {
+      if (m == nullptr) return EvictionStep::kMigrate;
+      return migrations.replaceDue ? EvictionStep::kMigrate : EvictionStep::kWait;
+    }
+    // Not running: no guest to move; evicted as with Restart.
   }
   return EvictionStep::kRequest;
 }
@@ -85,7 +129,142 @@ EvictionStep nextEvictionStep(const api::VirtualMachine& vm, const api::Node* no
 EvictionController::EvictionController(store::Store& store, EvictionOptions options)
     : store_(store), options_(options) {}
 
-void EvictionController::apply(const api::VirtualMachine& vm, EvictionStep step) {
+void EvictionController::event(const api::VirtualMachine& vm, const char* type, const char* reason,
+                               const std::string& message) {
+  if (options_.events == nullptr) return;
+  options_.events->record(
+      api::vmEvent(vm, type, reason, message, api::EventSource{"vmhost-eviction", ""}));
+}
+
+bool EvictionController::deleteMigration(const StoredMigration& m) {
+  auto key = api::migrationKey(m.object.metadata.ns, m.object.metadata.name);
+  if (m.object.metadata.finalizers.empty()) {
+    auto r = store_.remove(key, m.modRevision);
+    if (!r.ok() && r.error().code != VMHOST_ERR_NOT_FOUND) {
+      if (r.error().code != VMHOST_ERR_ABORTED) logLine(key.describe() + ": " + r.error().message);
+      return false;  // changed meanwhile: the next pass
+    }
+    return true;
+  }
+  if (m.object.metadata.deletionTimestamp) return false;
+  // The finalizer's holder (the migration controller) finishes the delete.
+  auto obj = m.object;
+  obj.metadata.deletionTimestamp = api::nowRfc3339();
+  obj.metadata.generation += 1;
+  auto r = store_.update(key, api::storeValue(obj), m.modRevision);
+  if (!r.ok() && r.error().code != VMHOST_ERR_ABORTED && r.error().code != VMHOST_ERR_NOT_FOUND) {
+    logLine(key.describe() + ": " + r.error().message);
+  }
+  return false;
+}
+
+bool EvictionController::retryDue(const api::VirtualMachineMigration& m,
+                                  const api::Node& node) const {
+  if (drainOf(m.metadata) != drainOf(node.metadata)) return true;  // an earlier drain's
+  int64_t attempt = attemptOf(m);
+  int64_t delay = options_.migrationRetry.count();
+  for (int64_t i = 1; i < attempt && delay < options_.migrationRetryMax.count(); ++i) delay *= 2;
+  delay = std::min<int64_t>(delay, options_.migrationRetryMax.count());
+  auto ended = api::parseRfc3339(m.status.endTimestamp.empty() ? m.metadata.creationTimestamp
+                                                               : m.status.endTimestamp);
+  if (!ended) return true;
+  return static_cast<int64_t>(std::time(nullptr)) >= *ended + delay;
+}
+
+void EvictionController::createDrainMigration(const api::VirtualMachine& vm, const api::Node& node,
+                                              const StoredMigration* existing) {
+  const std::string& ns = vm.metadata.ns;
+  const std::string nodeName = node.metadata.name;
+  const std::string name = api::drainMigrationName(vm.metadata.name, nodeName);
+  int64_t attempt = 1;
+  if (existing != nullptr) {
+    // Finished without moving the VM: make room for the next attempt.
+    const auto& old = existing->object;
+    if (drainOf(old.metadata) == drainOf(node.metadata)) attempt = attemptOf(old) + 1;
+    if (!deleteMigration(*existing)) return;  // gone by a later pass
+    logLine("vm " + keyOf(ns, vm.metadata.name) + ": drain migration " + name + " ended " +
+            outcome(old) + "; trying again (attempt " + std::to_string(attempt) + ")");
+    event(vm, api::kEventTypeWarning, "MigrationRetry",
+          "the drain's migration " + name + " ended " + outcome(old) + "; trying again (attempt " +
+              std::to_string(attempt) + ")");
+  }
+  api::VirtualMachineMigration m;
+  m.metadata.name = name;
+  m.metadata.ns = ns;
+  m.metadata.uid = api::newUid();
+  m.metadata.creationTimestamp = api::nowRfc3339();
+  m.metadata.generation = 1;
+  m.metadata.annotations[api::kDrainNodeAnnotation] = nodeName;
+  m.metadata.annotations[api::kDrainAnnotation] = drainOf(node.metadata);
+  m.metadata.annotations[api::kDrainAttemptAnnotation] = std::to_string(attempt);
+  m.metadata.labels[api::kDrainNodeLabel] = nodeName;
+  m.spec.vmName = vm.metadata.name;
+  if (!api::validateVirtualMachineMigration(m).empty()) {
+    m.metadata.labels.clear();  // a node name longer than a label value may be
+  }
+  auto errs = api::validateVirtualMachineMigration(m);
+  if (!errs.empty()) {
+    logLine("vm " + keyOf(ns, vm.metadata.name) + ": cannot create migration " + name + ": " +
+            errs.front().toString());
+    return;
+  }
+  auto r = store_.create(api::migrationKey(ns, name), api::storeValue(m));
+  if (!r.ok()) {
+    if (r.error().code != VMHOST_ERR_ALREADY_EXISTS) {
+      logLine("vm " + keyOf(ns, vm.metadata.name) + ": cannot create migration " + name + ": " +
+              r.error().message);
+    }
+    return;
+  }
+  logLine("vm " + keyOf(ns, vm.metadata.name) + ": live-migrating it off node " + nodeName +
+          " (VirtualMachineMigration " + name + ", evictionStrategy LiveMigrate)");
+  event(vm, api::kEventTypeNormal, "Migrating",
+        "node " + nodeName + " is being drained: live-migrating the VM (VirtualMachineMigration " +
+            name + ")");
+  // A refusal left by an earlier version (LiveMigrationUnsupported) is
+  // no longer true.
+  const api::Condition* stale = api::findCondition(vm.status.conditions, api::kEvictingCondition);
+  if (stale != nullptr && stale->status != "True") {
+    (void)updateVm(store_, ns, vm.metadata.name, [&](api::VirtualMachine& cur) {
+      if (cur.metadata.uid != vm.metadata.uid || api::evictionRequest(cur.status)) return false;
+      return api::removeCondition(cur.status.conditions, api::kEvictingCondition);
+    });
+  }
+}
+
+void EvictionController::withdraw(const StoredMigration& stored,
+                                  const std::map<std::string, api::Node>& nodes,
+                                  const std::vector<api::VirtualMachine>& vms) {
+  const auto& m = stored.object;
+  std::string nodeName = api::drainMigrationNode(m.metadata);
+  if (nodeName.empty() || migrationFinished(m) || m.metadata.deletionTimestamp) return;
+  auto it = nodes.find(nodeName);
+  if (it != nodes.end() && api::nodeDraining(it->second)) return;  // still wanted
+  std::string label = keyOf(m.metadata.ns, m.metadata.name);
+  const api::VirtualMachine* vm = nullptr;
+  for (const auto& v : vms) {
+    if (v.metadata.ns == m.metadata.ns && v.metadata.name == m.spec.vmName) vm = &v;
+  }
+  if (migrationStarted(m)) {
+    if (leftToFinish_.insert(m.metadata.uid).second) {
+      logLine("node " + nodeName + " is no longer drained: migration " + label + " is " +
+              m.status.phase + ", left to finish");
+    }
+    return;
+  }
+  std::string phase = m.status.phase.empty() ? "not started" : m.status.phase;
+  deleteMigration(stored);
+  logLine("node " + nodeName + " is no longer drained: migration " + label + " (" + phase +
+          ") withdrawn");
+  if (vm != nullptr) {
+    event(*vm, api::kEventTypeNormal, "MigrationWithdrawn",
+          "node " + nodeName + " is no longer being drained: migration " + m.metadata.name + " (" +
+              phase + ") withdrawn");
+  }
+}
+
+void EvictionController::apply(const api::VirtualMachine& vm, EvictionStep step,
+                               const api::Node* boundNode, const StoredMigration* drain) {
   const std::string& ns = vm.metadata.ns;
   const std::string& name = vm.metadata.name;
   const std::string node = vm.status.nodeName;
@@ -105,9 +284,7 @@ void EvictionController::apply(const api::VirtualMachine& vm, EvictionStep step)
     return s.ok();
   };
   auto event = [&](const char* type, const char* reason, const std::string& message) {
-    if (options_.events == nullptr) return;
-    options_.events->record(
-        api::vmEvent(vm, type, reason, message, api::EventSource{"vmhost-eviction", ""}));
+    this->event(vm, type, reason, message);
   };
   switch (step) {
     case EvictionStep::kNothing:
@@ -133,17 +310,8 @@ void EvictionController::apply(const api::VirtualMachine& vm, EvictionStep step)
                   vm.spec.evictionStrategy + ")");
       }
       return;
-    case EvictionStep::kRefuse:
-      if (write([&](api::VirtualMachine& cur) {
-            if (cur.spec.evictionStrategy != "LiveMigrate" || api::evictionRequest(cur.status))
-              return false;
-            return api::setCondition(cur.status.conditions, api::kEvictingCondition, "False",
-                                     api::kLiveMigrationUnsupportedReason,
-                                     api::liveMigrateRefusal(ns, name));
-          })) {
-        logLine("node " + node + " cannot be drained: " + api::liveMigrateRefusal(ns, name));
-        event(api::kEventTypeWarning, "EvictionRefused", api::liveMigrateRefusal(ns, name));
-      }
+    case EvictionStep::kMigrate:
+      if (boundNode != nullptr) createDrainMigration(vm, *boundNode, drain);
       return;
     case EvictionStep::kCancel:
       if (write([&](api::VirtualMachine& cur) {
@@ -214,33 +382,78 @@ bool EvictionController::reconcileOnce() {
     byName[node.value().metadata.name] = std::move(node.value());
   }
   if (!anyDraining && !scanVms_) return false;
+  // The migrations first, then the VMs: a migration read Succeeded was
+  // mirrored after the handover, so the VMs read next show the VM moved.
+  auto migrations = store_.list(api::kMigrationsResource, "");
+  if (!migrations.ok()) {
+    logLine("cannot list migrations: " + migrations.error().message);
+    return true;
+  }
+  std::map<std::string, StoredMigration> drains;  // by namespace/name
+  std::set<std::string> inFlight;                 // namespace/vm with an unfinished migration
+  for (const auto& object : migrations.value().items) {
+    auto m = api::decodeStoredMigration(object);
+    if (!m.ok()) continue;
+    std::string name = keyOf(m.value().metadata.ns, m.value().metadata.name);
+    if (!migrationFinished(m.value()) || m.value().metadata.deletionTimestamp) {
+      inFlight.insert(keyOf(m.value().metadata.ns, m.value().spec.vmName) + "\n" + name);
+    }
+    if (!api::drainMigrationNode(m.value().metadata).empty()) {
+      drains[name] = StoredMigration{std::move(m.value()), object.modRevision};
+    }
+  }
   auto vms = store_.list(api::kVirtualMachinesResource, "");
   if (!vms.ok()) {
     logLine("cannot list VMs: " + vms.error().message);
     return true;
   }
   std::vector<api::VirtualMachine> all;
-  std::set<std::string> blocked;  // nodes with a LiveMigrate VM bound to them
   for (const auto& object : vms.value().items) {
     auto vm = api::decodeStoredVirtualMachine(object);
-    if (!vm.ok()) continue;
-    if (!vm.value().status.nodeName.empty() && vm.value().spec.evictionStrategy == "LiveMigrate" &&
-        !vm.value().metadata.deletionTimestamp && !api::evictionRequest(vm.value().status)) {
-      blocked.insert(vm.value().status.nodeName);
-    }
-    all.push_back(std::move(vm.value()));
+    if (vm.ok()) all.push_back(std::move(vm.value()));
   }
   bool inProgress = false;
   for (const auto& vm : all) {
     auto it = byName.find(vm.status.nodeName);
     const api::Node* node = it == byName.end() ? nullptr : &it->second;
-    EvictionStep step = nextEvictionStep(vm, node, blocked.count(vm.status.nodeName) > 0);
+    EvictionMigrations view;
+    const StoredMigration* drain = nullptr;
+    if (node != nullptr && vm.spec.evictionStrategy == "LiveMigrate" && api::nodeDraining(*node)) {
+      std::string drainName =
+          keyOf(vm.metadata.ns, api::drainMigrationName(vm.metadata.name, node->metadata.name));
+      if (auto d = drains.find(drainName); d != drains.end()) {
+        drain = &d->second;
+        view.drain = &drain->object;
+        view.replaceDue = migrationFinished(drain->object) && retryDue(drain->object, *node);
+      }
+      std::string vmKey = keyOf(vm.metadata.ns, vm.metadata.name) + "\n";
+      for (auto f = inFlight.lower_bound(vmKey); f != inFlight.end() && f->rfind(vmKey, 0) == 0;
+           ++f) {
+        if (f->substr(vmKey.size()) != drainName) view.otherInFlight = true;
+      }
+      if (vm.status.migration && !api::migrationStateFinished(*vm.status.migration) &&
+          (drain == nullptr || vm.status.migration->uid != drain->object.metadata.uid)) {
+        view.otherInFlight = true;
+      }
+    }
+    EvictionStep step = nextEvictionStep(vm, node, view);
     if (step != EvictionStep::kNothing) inProgress = true;
-    apply(vm, step);
+    apply(vm, step, node, drain);
   }
-  // Keep looking at VMs until no eviction is left to finish or undo.
-  scanVms_ = inProgress;
-  return inProgress || anyDraining;
+  // Drain migrations of nodes no longer drained: withdrawn if not started.
+  bool drainMigrationsLeft = false;
+  std::set<std::string> unfinished;
+  for (const auto& [name, m] : drains) {
+    withdraw(m, byName, all);
+    if (!migrationFinished(m.object)) {
+      drainMigrationsLeft = true;
+      unfinished.insert(m.object.metadata.uid);
+    }
+  }
+  std::erase_if(leftToFinish_, [&](const std::string& uid) { return !unfinished.count(uid); });
+  // Keep looking until no eviction or drain migration is left to finish or undo.
+  scanVms_ = inProgress || drainMigrationsLeft;
+  return inProgress || anyDraining || drainMigrationsLeft;
 }
 
 void EvictionController::run(std::stop_token stop) {

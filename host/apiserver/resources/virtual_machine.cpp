@@ -38,7 +38,8 @@ Json virtualMachineSpecSchema() {
           {"evictionStrategy",
            enumStr("What happens when its node is drained (vmctl drain): None (default) stops "
                    "it (runStrategy becomes Halted), Restart stops it and starts it on another "
-                   "node, LiveMigrate is refused until vmhost has live migration.",
+                   "node, LiveMigrate moves it while it runs (a VirtualMachineMigration; a VM "
+                   "that is not running is moved as with Restart).",
                    list(api::kEvictionStrategies))},
           {"boot", obj("Direct kernel boot: start the guest from a kernel and initrd on the node "
                        "instead of a boot disk.",

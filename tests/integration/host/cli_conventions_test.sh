@@ -45,7 +45,7 @@ for cmd in all-in-one controller node init check-config "plugins list" "plugins 
 done
 help_ok "vmctl" "$VMCTL" --help
 help_ok "vmctl get" "$VMCTL" get --help
-for cmd in get describe delete wait drain cordon; do
+for cmd in get describe delete wait drain cordon migrate; do
   flag_refused "vmctl $cmd" "$VMCTL" "$cmd" --no-such-flag
 done
 flag_refused "vmctl" "$VMCTL" --no-such-flag
