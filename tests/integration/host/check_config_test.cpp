@@ -109,7 +109,7 @@ BOOST_AUTO_TEST_CASE(unknown_top_level_key) {
   auto r = s.check("plugns: {}\n");
   expectOneLine(r, s.cfg() +
                        ":1:1: unknown key 'plugns' (expected one of: pluginDir, plugins, dataDir, "
-                       "listen, nodeName, libvirt, node, cluster, store, events)");
+                       "listen, nodeName, libvirt, node, cluster, store, events, migrations)");
 }
 
 BOOST_AUTO_TEST_CASE(store_backend_is_checked) {
