@@ -509,10 +509,13 @@ cluster_start_node() {
 # running) and start it again, as an upgrade or a crash of the daemon would;
 # returns once it answers again on its TCP socket.
 cluster_restart_libvirtd() {
-  local i pid
+  local i pid inside
   i=$(cluster_host_index "${1:?host}") || return 1
   pid=$(cat "$CLUSTER_DIR/host$i/libvirtd.pid" 2>/dev/null) || pid=
-  if [ -n "$pid" ] && _cluster_pids_in "$CLUSTER_DIR/host$i/ns" | grep -qx "$pid"; then
+  # Not `_cluster_pids_in | grep -q`: under pipefail, grep's early exit
+  # fails the pipeline (SIGPIPE) and the old daemon would live on.
+  inside=$(_cluster_pids_in "$CLUSTER_DIR/host$i/ns")
+  if [ -n "$pid" ] && grep -qx "$pid" <<<"$inside"; then
     _cluster_kill_pids TERM "$pid" || _cluster_kill_pids KILL "$pid" || {
       cluster_log "host$i: libvirtd (pid $pid) does not stop"
       return 1

@@ -9,9 +9,11 @@
 //       --copy-disk DEV (repeatable)  --full-chain
 //       --bandwidth MIBPS  --postcopy-bandwidth MIBPS  --parallel N
 //       --auto-converge  --ac-initial PCT  --ac-increment PCT
-//       --postcopy  --postcopy-after SECONDS   (switch once the job ran that long)
+//       --postcopy  --postcopy-after SECONDS   (switch once the memory phase ran that long)
 //       --tls  --tls-destination NAME  --unsafe  --max-downtime MS
-//       --abort-after SECONDS                  (virDomainAbortJob from the poller)
+//       --abort-after SECONDS                  (virDomainAbortJob from the poller, once
+//                                               the job ran that long)
+//       --abort-after-memory SECONDS           (... once the memory phase ran that long)
 //       --set-bandwidth-after SECONDS:MIBPS  --set-downtime-after SECONDS:MS
 //       --poll-ms MS (default 500)
 //     prints "flags: ...", one "stats: ..." line per poll while the job runs,
@@ -104,7 +106,7 @@ int cmdMigrate(const std::vector<std::string>& args) {
   if (args.size() < 2) usage("migrate SRC_URI DOMAIN --dest-uri URI ...");
   std::string srcUri = args[0], domain = args[1];
   MigrateParams p;
-  double postCopyAfter = -1, abortAfter = -1;
+  double postCopyAfter = -1, abortAfter = -1, abortAfterMemory = -1;
   std::pair<double, uint64_t> bwAfter{-1, 0}, dtAfter{-1, 0};
   uint64_t pollMs = 500;
   for (size_t i = 2; i < args.size(); ++i) {
@@ -151,6 +153,8 @@ int cmdMigrate(const std::vector<std::string>& args) {
       p.maxDowntimeMs = number(val(), a.c_str());
     else if (a == "--abort-after")
       abortAfter = seconds(val(), a.c_str());
+    else if (a == "--abort-after-memory")
+      abortAfterMemory = seconds(val(), a.c_str());
     else if (a == "--set-bandwidth-after")
       bwAfter = timed(val(), a.c_str());
     else if (a == "--set-downtime-after")
@@ -174,6 +178,7 @@ int cmdMigrate(const std::vector<std::string>& args) {
   });
 
   bool sawJob = false, postCopyStarted = false, aborted = false, bwSet = false, dtSet = false;
+  double memoryStartS = -1;
   while (!done) {
     std::this_thread::sleep_for(std::chrono::milliseconds(pollMs));
     if (done) break;
@@ -192,13 +197,21 @@ int cmdMigrate(const std::vector<std::string>& args) {
              : "max-downtime-error: " + md.error().message);
     }
     double jobS = static_cast<double>(s.elapsedMs) / 1000.0;
-    if (!aborted && abortAfter >= 0 && jobS >= abortAfter) {
+    // The memory phase: QEMU's own migration, after the NBD disk copy (libvirt
+    // reports no memory figures before it; QEMU refuses post-copy before it).
+    if (s.memTotal > 0 && memoryStartS < 0) {
+      memoryStartS = jobS;
+      say("memory-phase: from " + std::to_string(s.elapsedMs) + "ms");
+    }
+    double memS = memoryStartS < 0 ? -1 : jobS - memoryStartS;
+    if (!aborted && ((abortAfter >= 0 && jobS >= abortAfter) ||
+                     (abortAfterMemory >= 0 && memS >= abortAfterMemory))) {
       aborted = true;
       auto a = abortJob(conn, domain);
       say(a ? "abort: requested at " + std::to_string(s.elapsedMs) + "ms"
             : "abort-error: " + a.error().message);
     }
-    if (!postCopyStarted && postCopyAfter >= 0 && jobS >= postCopyAfter) {
+    if (!postCopyStarted && postCopyAfter >= 0 && memS >= postCopyAfter) {
       postCopyStarted = true;
       auto a = startPostCopy(conn, domain);
       say(a ? "post-copy: started at " + std::to_string(s.elapsedMs) + "ms"

@@ -271,7 +271,15 @@ Status migrate(Connection& conn, const std::string& domainName, const MigratePar
   }
   if (!ok) return migrationError(label, action + ": migration parameters");
 
-  if (virDomainMigrateToURI3(dom->raw(), p.destUri.c_str(), params.get(),
+  // The call that waits for the whole job goes over a connection of its
+  // own: other calls on a connection with this one in flight were measured
+  // to stall for seconds (until libvirtd's next keepalive), which would
+  // freeze the poller's jobStats() and abortJob() on `conn`.
+  auto own = Connection::open(conn.uri());
+  if (!own) return own.error();
+  auto ownDom = own->lookupByName(domainName);
+  if (!ownDom) return ownDom.error();
+  if (virDomainMigrateToURI3(ownDom->raw(), p.destUri.c_str(), params.get(),
                              static_cast<unsigned>(params.size()), migrateFlags(p)) < 0) {
     return migrationError(label, action);
   }
@@ -307,7 +315,15 @@ Result<JobStats> jobStats(Connection& conn, const std::string& domainName, bool 
   unsigned flags =
       completed ? (VIR_DOMAIN_JOB_STATS_COMPLETED | VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED) : 0;
   if (virDomainGetJobStats(dom->raw(), &type, &params, &n, flags) < 0) {
-    return migrationError(dom->label(), completed ? "get completed job stats" : "get job stats");
+    // A domain that is not running has no job ("domain is not running"):
+    // e.g. the source of a migration that just completed.
+    Error e = migrationError(dom->label(), completed ? "get completed job stats" : "get job stats");
+    if (e.code == VMHOST_ERR_FAILED_PRECONDITION && virDomainIsActive(dom->raw()) == 0) {
+      virResetLastError();
+      return JobStats{};
+    }
+    virResetLastError();
+    return e;
   }
   JobStats s;
   s.type = toJobType(type);
@@ -377,6 +393,19 @@ Result<JobStats> jobStats(Connection& conn, const std::string& domainName, bool 
 std::string describeJobStats(const JobStats& s) {
   std::string out = jobTypeName(s.type);
   if (s.type == JobType::kNone) return out;
+  switch (s.operation) {
+    case JobOperation::kMigrationOut:
+      out += " migration-out";
+      break;
+    case JobOperation::kMigrationIn:
+      out += " migration-in";
+      break;
+    case JobOperation::kOther:
+      out += " other-job";
+      break;
+    case JobOperation::kUnknown:
+      break;
+  }
   out += " " + std::to_string(s.elapsedMs) + "ms";
   out += " data " + mib(s.dataProcessed) + "/" + mib(s.dataTotal) + "MiB (" + mib(s.dataRemaining) +
          "MiB left)";

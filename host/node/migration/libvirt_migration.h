@@ -14,8 +14,17 @@
 // Threads: migrate() blocks for the whole job; call it on a thread of its
 // own, and poll jobStats() / steer with abortJob(), setMaxDowntime(),
 // setBandwidth(), startPostCopy() from another thread on the same Connection
-// (libvirt connections are thread-safe). Every call looks the domain up by
-// name itself: a Domain handle is per thread.
+// (libvirt connections are thread-safe). migrate() itself runs the job on a
+// second connection it opens to conn.uri(): calls on a connection whose
+// migrate call is in flight were measured to stall for 5-10 s. Every call
+// looks the domain up by name itself: a Domain handle is per thread.
+//
+// The job belongs to the source's libvirtd, not to the caller: when the
+// process that called migrate() dies, the migration goes on (measured), and
+// a restarted agent finds it with jobStats() (active, kMigrationOut) and
+// watches it to its end: the source domain then either shut off with reason
+// migrated (done; its completed stats hold the figures) or still running
+// with no job (failed or aborted; libvirt 9.0 keeps no completed stats then).
 //
 // What was measured on the harness (libvirt 9.0, QEMU 7.2, TCG), and why the
 // calls are made the way they are: docs/cluster-harness.md, "Live migration
@@ -151,12 +160,13 @@ struct JobStats {
 // The domain's job now, or (completed) the last finished job's statistics
 // (VIR_DOMAIN_JOB_STATS_COMPLETED, always with KEEP_COMPLETED so that every
 // reader sees them, not just the first). type kNone: no job / no completed
-// stats. After a successful migration the source keeps them on its shut-off
+// stats; also for a domain that is not running (the source of a migration
+// that just completed). After a successful migration the source keeps them on its shut-off
 // domain; the target only after a pre-copy migration (not after post-copy:
 // measured), so read them from the source.
 Result<JobStats> jobStats(Connection& conn, const std::string& domainName, bool completed = false);
 
-// One line for logs: "unbounded 1520ms data 62.0/128.5MiB (66.5MiB left) mem it 2 ..."
+// One line for logs: "unbounded migration-out 1520ms data 62.0/128.5MiB (66.5MiB left) mem ..."
 std::string describeJobStats(const JobStats& s);
 
 // virDomainAbortJob: the migration fails (CANCELLED from migrate()) and the
@@ -170,7 +180,9 @@ Status setMaxDowntime(Connection& conn, const std::string& domainName, uint64_t 
 Result<uint64_t> maxDowntime(Connection& conn, const std::string& domainName);
 // virDomainMigrateStartPostCopy: switch a job started with allowPostCopy to
 // post-copy: the guest runs on the target from now on, pages it misses are
-// fetched from the source (userfaultfd on the target).
+// fetched from the source (userfaultfd on the target). Only in the memory
+// phase (jobStats().memTotal > 0): while the NBD disk copy still runs, QEMU
+// refuses ("Postcopy must be started after migration has been started").
 Status startPostCopy(Connection& conn, const std::string& domainName);
 // virDomainMigrateSetMaxSpeed (pre-copy bandwidth), MiB/s; 0 = unlimited.
 Status setBandwidth(Connection& conn, const std::string& domainName, uint64_t MiBps);
