@@ -11,7 +11,8 @@
 #   - creates /var/log/libvirt, /var/lib/libvirt, /var/cache/libvirt, /run/libvirt
 #   - writes /etc/libvirt/qemu.conf for a node without systemd or cgroup
 #     delegation (containers): root, no security driver, no cgroups, no
-#     namespaces, console output to files (no virtlogd). A qemu.conf this
+#     namespaces, console output to files (no virtlogd), TLS migration
+#     certificates from the node's directory. A qemu.conf this
 #     script did not write is left alone; missing settings are reported.
 #   - starts libvirtd (systemd's unit where systemd runs, else as a daemon
 #     logging to /var/log/libvirt/libvirtd.log) unless it already answers.
@@ -23,6 +24,9 @@
 #   VMHOST_LIBVIRT_URI        the URI to check (default network:///system, the
 #                             libvirt-network plugin's default config.uri)
 #   VMHOST_LIBVIRTD_TIMEOUT   seconds to wait for libvirtd (default 60)
+#   VMHOST_MIGRATION_TLS_DIR  qemu.conf's migrate_tls_x509_cert_dir (default
+#                             /var/lib/vmhost/node/migration-tls, where a node
+#                             with the default dataDir writes its certificate)
 set -euo pipefail
 # shellcheck source=deploy/lib/require.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib/require.sh"
@@ -30,6 +34,7 @@ set -euo pipefail
 uri=${VMHOST_LIBVIRT_URI:-network:///system}
 timeout_s=${VMHOST_LIBVIRTD_TIMEOUT:-60}
 conf=/etc/libvirt/qemu.conf
+tls_dir=${VMHOST_MIGRATION_TLS_DIR:-/var/lib/vmhost/node/migration-tls}
 log=/var/log/libvirt/libvirtd.log
 marker="# Written by vmhost deploy/node-setup.sh"
 
@@ -52,6 +57,7 @@ if ! getent passwd libvirt-qemu >/dev/null; then
 fi
 
 mkdir -p /etc/libvirt /var/log/libvirt /var/lib/libvirt /var/cache/libvirt /run/libvirt
+mkdir -p "$tls_dir" && chmod 700 "$tls_dir"
 
 required=(
   'user = "root"'
@@ -60,6 +66,9 @@ required=(
   'cgroup_controllers = [ ]'
   'namespaces = [ ]'
   'stdio_handler = "file"'
+  # libvirt's TLS migration: the node writes its certificate here (vmhost
+  # node, node.migrationTlsDir); libvirtd refuses to start while it is missing.
+  "migrate_tls_x509_cert_dir = \"$tls_dir\""
 )
 if [ ! -e "$conf" ] || head -n 1 "$conf" | grep -qxF "$marker"; then
   want=$( { echo "$marker"; printf '%s\n' "${required[@]}"; } )

@@ -417,7 +417,7 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
     static const std::vector<std::string> kKeys = {
         "labels",         "stopGracePeriodSeconds", "heartbeatSeconds",
         "resyncSeconds",  "cpuAllocationRatio",     "memoryAllocationRatio",
-        "libvirtEndpoint"};
+        "libvirtEndpoint", "migrationTlsDir"};
     if (auto bad = unknownKey(nd, kKeys)) {
       return configError(
           file, &bad->second,
@@ -468,6 +468,13 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
                            "qemu+tcp://10.0.0.2/system");
       }
       config.node.libvirtEndpoint = n.Scalar();
+    }
+    if (auto n = nd["migrationTlsDir"]) {
+      auto m = n.Mark();
+      if (!n.IsScalar() || n.Scalar().empty()) {
+        return configError(file, &m, "node.migrationTlsDir: must be a directory path");
+      }
+      config.node.migrationTlsDir = resolve(file, n.Scalar());
     }
     if (auto labels = nd["labels"]) {
       auto m = labels.Mark();

@@ -47,6 +47,11 @@ struct NodeSettings {
   double cpuAllocationRatio = 0;  // 0: the scheduler plugin's default
   double memoryAllocationRatio = 0;
   std::string libvirtEndpoint;  // `libvirtEndpoint:`, e.g. qemu+tls://host-a/system
+  // Where the node writes the certificates of libvirt's TLS migration
+  // (ca-cert.pem, server-cert.pem, server-key.pem, client-cert.pem,
+  // client-key.pem: its own, from the cluster CA), which qemu.conf's
+  // migrate_tls_x509_cert_dir names. Empty: <dataDir>/node/migration-tls.
+  std::string migrationTlsDir;
 };
 
 // The cluster's node <-> controller link (`cluster:` section).

@@ -185,6 +185,16 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
       return 1;
     }
     nodeTls = std::move(t.value());
+    // libvirt's TLS migration reads the same certificate (qemu.conf's
+    // migrate_tls_x509_cert_dir names this directory).
+    std::string dir = config.node.migrationTlsDir.empty()
+                          ? (std::filesystem::path(config.dataDir) / "node" / "migration-tls").string()
+                          : config.node.migrationTlsDir;
+    if (auto s = writeMigrationTls(*nodeTls, dir); !s.ok()) {
+      std::fprintf(stderr, "%s: %s
+", me.c_str(), s.error().message.c_str());
+      return 1;
+    }
   } else if (mode == Mode::kNode && !config.cluster.insecure) {
     std::fprintf(stderr,
                  "%s: %s: cluster.caFile and cluster.apiServer are required to join with TLS "
@@ -380,7 +390,7 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
     agentOptions.libvirtEndpoint = config.node.libvirtEndpoint;
     // Migration streams are TLS in a cluster with a PKI (libvirt's TLS
     // migration with the cluster's certificates, docs/operator-guide.md).
-    agentOptions.migrationTls = mode == Mode::kNode && !config.cluster.insecure;
+    agentOptions.migrationTls = nodeTls.has_value();
     agent = std::make_unique<node::NodeAgent>(
         *controlPlane, *libvirt, plugins.value().get(VMHOST_KIND_STORAGE),
         plugins.value().get(VMHOST_KIND_NETWORK), registry, agentOptions,

@@ -70,7 +70,10 @@ Result<std::string> issueNodeCertificate(const ControllerTls& tls, const std::st
                      issued.string() + " on the controller",
                  false};
   }
-  auto cert = pki::issue(tls.ca, csr.value().publicKeyPem, node, {}, /*server=*/false,
+  // Client (the node joins the controller) and server (the node is the
+  // target of TLS live migrations, whose certificate QEMU checks against the
+  // node's name).
+  auto cert = pki::issue(tls.ca, csr.value().publicKeyPem, node, {}, /*server=*/true,
                          /*client=*/true, 365);
   if (!cert.ok()) return cert.error();
   std::error_code ec;
@@ -136,6 +139,32 @@ Result<NodeTls> bootstrapNode(const HostConfig& config) {
   if (auto s = pki::writeFile(keyFile.string(), t.keyPem, 0600); !s.ok()) return s.error();
   if (auto s = pki::writeFile(certFile.string(), t.certPem, 0644); !s.ok()) return s.error();
   return t;
+}
+
+Status writeMigrationTls(const NodeTls& tls, const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) {
+    return Error{VMHOST_ERR_FAILED_PRECONDITION,
+                 "node.migrationTlsDir " + dir + ": cannot create it: " + ec.message(), false};
+  }
+  fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+  const struct {
+    const char* name;
+    const std::string* pem;
+    int mode;
+  } files[] = {{"ca-cert.pem", &tls.caPem, 0644},      {"server-cert.pem", &tls.certPem, 0644},
+               {"server-key.pem", &tls.keyPem, 0600},  {"client-cert.pem", &tls.certPem, 0644},
+               {"client-key.pem", &tls.keyPem, 0600}};
+  for (const auto& f : files) {
+    std::string path = (fs::path(dir) / f.name).string();
+    auto cur = pki::readFile(path);
+    if (cur.ok() && cur.value() == *f.pem) continue;
+    if (auto s = pki::writeFile(path, *f.pem, f.mode); !s.ok()) {
+      return Error{s.error().code, "node.migrationTlsDir: " + s.error().message, false};
+    }
+  }
+  return Ok{};
 }
 
 }  // namespace vmhost::cli

@@ -39,4 +39,13 @@ struct NodeTls {
 // cluster.apiServer with the join token and saved there.
 Result<NodeTls> bootstrapNode(const HostConfig& config);
 
+// Writes the node's certificate, key and the cluster CA as libvirt's TLS
+// migration reads them (qemu.conf migrate_tls_x509_cert_dir = `dir`):
+// ca-cert.pem, server-cert.pem, server-key.pem, client-cert.pem,
+// client-key.pem (the node is the server of its inbound migrations and the
+// client of its outbound ones; one certificate serves both). Keys 0600.
+// QEMU reads them at every migration, so a renewed certificate needs no
+// restart. Files that already hold the same bytes are left alone.
+Status writeMigrationTls(const NodeTls& tls, const std::string& dir);
+
 }  // namespace vmhost::cli

@@ -335,6 +335,8 @@ Status NodeAgent::reconcileMigrationSource(const api::VirtualMachine& vm,
   o.params.destXml = m.target->domainXml;
   o.params.copyDisks = m.target->copyDisks;
   o.params.tls = m.target->tls;
+  // The target's certificate names the node (its CN), not its address.
+  if (o.params.tls) o.params.tlsDestination = m.targetNode;
   uint64_t diskBytes = 0;
   for (const auto& dev : m.target->copyDisks) {
     virDomainBlockInfo info{};
