@@ -854,12 +854,12 @@ BOOST_AUTO_TEST_CASE(virtual_machine_migrations) {
   BOOST_TEST(a.out == "virtualmachinemigration.vmhost.io/mig-a created\n");
   BOOST_TEST(env.kc("apply -f " + file.string()).out ==
              "virtualmachinemigration.vmhost.io/mig-a unchanged\n");
-  BOOST_TEST(env.kc("create -f " +
-                    env.write("mig-b.yaml",
-                              "apiVersion: vmhost.io/v1\nkind: VirtualMachineMigration\n"
-                              "metadata:\n  name: mig-b\nspec:\n  vmName: mig-vm2\n")
-                        .string())
-                 .exit == 0);
+  BOOST_TEST(
+      env.kc("create -f " + env.write("mig-b.yaml",
+                                      "apiVersion: vmhost.io/v1\nkind: VirtualMachineMigration\n"
+                                      "metadata:\n  name: mig-b\nspec:\n  vmName: mig-vm2\n")
+                                .string())
+          .exit == 0);
 
   // The controller's view of a running migration.
   auto st = env.http("PATCH", coll + "/mig-a/status", "application/merge-patch+json",
@@ -882,10 +882,10 @@ BOOST_AUTO_TEST_CASE(virtual_machine_migrations) {
   std::istringstream cells(row);
   std::vector<std::string> first{std::istream_iterator<std::string>(cells), {}};
   BOOST_TEST_REQUIRE(first.size() == 7u, row);
-  BOOST_TEST((std::vector<std::string>(first.begin(), first.begin() + 6)) ==
-                 (std::vector<std::string>{"mig-a", "mig-vm1", "Running", "node-a", "node-b",
-                                           "42%"}),
-             boost::test_tools::per_element());
+  BOOST_TEST(
+      (std::vector<std::string>(first.begin(), first.begin() + 6)) ==
+          (std::vector<std::string>{"mig-a", "mig-vm1", "Running", "node-a", "node-b", "42%"}),
+      boost::test_tools::per_element());
   BOOST_TEST(table.out.find("\nmig-b ") != std::string::npos);
   BOOST_TEST(env.kc("get migration mig-a -o name").out ==
              "virtualmachinemigration.vmhost.io/mig-a\n");
@@ -906,14 +906,24 @@ BOOST_AUTO_TEST_CASE(virtual_machine_migrations) {
   BOOST_TEST(item["kind"] == "VirtualMachineMigration");
   BOOST_TEST(item["spec"] == yamlToJson(YAML::Load(manifest))["spec"]);
   BOOST_TEST(item["status"]["progress"]["dataRemainingBytes"] == 580);
-  auto one = env.kc("get vmim mig-a -o yaml");
+  // (kubectl replace rewrites an apply's last-applied annotation, so the
+  // object without one shows the no-op.)
+  auto one = env.kc("get vmim mig-b -o yaml");
   int64_t before = env.revision();
-  auto replaced = env.kc("replace -f " + env.write("mig-a-back.yaml", one.out).string());
+  auto replaced = env.kc("replace -f " + env.write("mig-b-back.yaml", one.out).string());
   BOOST_TEST(replaced.exit == 0);
-  BOOST_TEST(replaced.out == "virtualmachinemigration.vmhost.io/mig-a replaced\n");
+  BOOST_TEST(replaced.out == "virtualmachinemigration.vmhost.io/mig-b replaced\n");
   BOOST_TEST(env.revision() == before);
-  BOOST_TEST(yamlToJson(YAML::Load(env.kc("get vmim mig-a -o yaml").out)) ==
+  BOOST_TEST(yamlToJson(YAML::Load(env.kc("get vmim mig-b -o yaml").out)) ==
              yamlToJson(YAML::Load(one.out)));
+  Json a1 = yamlToJson(YAML::Load(env.kc("get vmim mig-a -o yaml").out));
+  auto replacedA = env.kc(
+      "replace -f " + env.write("mig-a-back.yaml", env.kc("get vmim mig-a -o yaml").out).string());
+  BOOST_TEST(replacedA.exit == 0);
+  Json a2 = yamlToJson(YAML::Load(env.kc("get vmim mig-a -o yaml").out));
+  BOOST_TEST(a2["spec"] == a1["spec"]);
+  BOOST_TEST(a2["status"] == a1["status"]);
+  BOOST_TEST(a2["metadata"]["generation"] == 1);
 
   // Refused: no vmName (the field named), a changed spec (immutable).
   auto bad = env.kc("apply -f " + env.write("mig-bad.yaml",
@@ -936,7 +946,8 @@ BOOST_AUTO_TEST_CASE(virtual_machine_migrations) {
   BOOST_TEST(Json::parse(noVm.body)["details"]["causes"][0]["field"] == "spec.vmName");
 
   before = env.revision();
-  auto changed = env.kc("patch vmim mig-a --type=merge -p '{\"spec\":{\"targetNode\":\"node-c\"}}'");
+  auto changed =
+      env.kc("patch vmim mig-a --type=merge -p '{\"spec\":{\"targetNode\":\"node-c\"}}'");
   BOOST_TEST(changed.exit != 0);
   BOOST_TEST(changed.err.find("The VirtualMachineMigration \"mig-a\" is invalid: spec: Invalid "
                               "value: ") != std::string::npos);
@@ -948,21 +959,21 @@ BOOST_AUTO_TEST_CASE(virtual_machine_migrations) {
   BOOST_TEST(env.revision() == before);
 
   // The VM's side: status.migration, as the nodes write it.
-  BOOST_TEST(env.kc("create -f " + env.write("mig-vm1.yaml", vmManifest("mig-vm1")).string())
-                 .exit == 0);
-  auto vmStatus = env.http(
-      "PATCH", "/apis/vmhost.io/v1/namespaces/default/virtualmachines/mig-vm1/status",
-      "application/merge-patch+json",
-      R"({"status":{"phase":"Running","nodeName":"node-a","migration":{"name":"mig-a",
+  BOOST_TEST(
+      env.kc("create -f " + env.write("mig-vm1.yaml", vmManifest("mig-vm1")).string()).exit == 0);
+  auto vmStatus =
+      env.http("PATCH", "/apis/vmhost.io/v1/namespaces/default/virtualmachines/mig-vm1/status",
+               "application/merge-patch+json",
+               R"({"status":{"phase":"Running","nodeName":"node-a","migration":{"name":"mig-a",
           "uid":"u-1","sourceNode":"node-a","targetNode":"node-b","phase":"TargetReady",
           "target":{"domainXml":"<domain/>","migrateUri":"tcp://10.0.0.2","copyDisks":["vda"]}}}})");
   BOOST_TEST(vmStatus.code == 200);
-  Json vm = Json::parse(env.kc("get vm mig-vm1 -o json").out);
+  Json vm = Json::parse(env.kc("get virtualmachine mig-vm1 -o json").out);
   BOOST_TEST(vm["status"]["migration"]["target"]["domainXml"] == "<domain/>");
   BOOST_TEST(vm["status"]["migration"]["phase"] == "TargetReady");
-  auto badRecord = env.http(
-      "PATCH", "/apis/vmhost.io/v1/namespaces/default/virtualmachines/mig-vm1/status",
-      "application/merge-patch+json", R"({"status":{"migration":{"phase":"Pending"}}})");
+  auto badRecord =
+      env.http("PATCH", "/apis/vmhost.io/v1/namespaces/default/virtualmachines/mig-vm1/status",
+               "application/merge-patch+json", R"({"status":{"migration":{"phase":"Pending"}}})");
   BOOST_TEST(badRecord.code == 422);
   BOOST_TEST(Json::parse(badRecord.body)["details"]["causes"][0]["field"] ==
              "status.migration.phase");
@@ -976,8 +987,9 @@ BOOST_AUTO_TEST_CASE(virtual_machine_migrations) {
   BOOST_TEST(del.out == "virtualmachinemigration.vmhost.io \"mig-b\" deleted\n");
   BOOST_TEST(env.store->get(api::migrationKey("default", "mig-b")).error().code ==
              VMHOST_ERR_NOT_FOUND);
-  auto fin = env.kc("patch vmim mig-a --type=merge -p "
-                    "'{\"metadata\":{\"finalizers\":[\"vmhost.io/migration\"]}}'");
+  auto fin = env.kc(
+      "patch vmim mig-a --type=merge -p "
+      "'{\"metadata\":{\"finalizers\":[\"vmhost.io/migration\"]}}'");
   BOOST_TEST(fin.exit == 0);
   auto held = env.kc("delete vmim mig-a --wait=false");
   BOOST_TEST(held.exit == 0);
@@ -987,6 +999,7 @@ BOOST_AUTO_TEST_CASE(virtual_machine_migrations) {
   BOOST_TEST(release.exit == 0);
   BOOST_TEST(env.http("GET", coll + "/mig-a").code == 404);
   auto gone = env.kc("get vmim mig-a");
-  BOOST_TEST(gone.err == "Error from server (NotFound): virtualmachinemigrations.vmhost.io "
-                         "\"mig-a\" not found\n");
+  BOOST_TEST(gone.err ==
+             "Error from server (NotFound): virtualmachinemigrations.vmhost.io "
+             "\"mig-a\" not found\n");
 }

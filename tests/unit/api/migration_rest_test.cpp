@@ -44,8 +44,7 @@ struct Env {
     auto s = store::SqliteStore::open(dir.string(), opts);
     BOOST_TEST_REQUIRE(s.ok());
     store = std::move(s.value());
-    h = registration().make(registration().info,
-                            Services{*store, timer, std::chrono::seconds(60)});
+    h = registration().make(registration().info, Services{*store, timer, std::chrono::seconds(60)});
   }
   ~Env() {
     h.reset();
@@ -73,7 +72,8 @@ Json body(const Reply& r) { return Json::parse(r.body); }
 // "field: message" of each cause of a 422.
 std::vector<std::string> causes(const Reply& r) {
   std::vector<std::string> out;
-  for (const auto& c : body(r)["details"]["causes"]) {
+  Json b = body(r);
+  for (const auto& c : b["details"]["causes"]) {
     out.push_back(c["field"].get<std::string>() + ": " + c["message"].get<std::string>());
   }
   return out;
@@ -103,7 +103,8 @@ BOOST_AUTO_TEST_CASE(create_sets_server_fields_and_leaves_status_empty) {
   BOOST_TEST(j["spec"] == Json::parse(R"({"vmName": "vm1"})"));
   BOOST_TEST(j["metadata"]["resourceVersion"] == std::to_string(env.revision()));
 
-  auto stored = api::decodeStoredMigration(env.store->get(api::migrationKey("default", "m1")).value());
+  auto stored =
+      api::decodeStoredMigration(env.store->get(api::migrationKey("default", "m1")).value());
   BOOST_TEST_REQUIRE(stored.ok());
   BOOST_TEST(stored->spec.vmName == "vm1");
   BOOST_TEST(stored->status.phase.empty());
@@ -252,7 +253,8 @@ BOOST_AUTO_TEST_CASE(status_subresource) {
   auto u = env.h->update(req(), "default", "m1", put, true);
   BOOST_TEST_REQUIRE(u.code == 200u, u.body);
   BOOST_TEST(body(u)["status"]["result"]["downtimeMs"] == 12);
-  auto stored = api::decodeStoredMigration(env.store->get(api::migrationKey("default", "m1")).value());
+  auto stored =
+      api::decodeStoredMigration(env.store->get(api::migrationKey("default", "m1")).value());
   BOOST_TEST(stored->status.phase == "Succeeded");
   BOOST_TEST(stored->status.result->totalMs == 900u);
 }
@@ -263,10 +265,11 @@ BOOST_AUTO_TEST_CASE(table_columns_and_progress) {
   Json target = manifest("m2", "vm2");
   target["spec"]["targetNode"] = "node-c";
   BOOST_TEST_REQUIRE(env.h->create(req(), "default", target).code == 201u);
-  BOOST_TEST(env.h->patch(req(), "default", "m1", mergePatch(R"({"status":{
+  BOOST_TEST(env.h
+                 ->patch(req(), "default", "m1", mergePatch(R"({"status":{
       "phase":"Running","sourceNode":"node-a","targetNode":"node-b",
       "progress":{"dataTotalBytes":3000,"dataProcessedBytes":1000}}})"),
-                          false, true)
+                         false, true)
                  .code == 200u);
   Request t = req();
   t.wantTable = true;
@@ -294,8 +297,9 @@ BOOST_AUTO_TEST_CASE(table_columns_and_progress) {
   BOOST_TEST(m2[5] == "");        // no progress unless Running
 
   // Not Running: no progress shown even with figures.
-  BOOST_TEST(env.h->patch(req(), "default", "m1",
-                          mergePatch(R"({"status":{"phase":"Succeeded"}})"), false, true)
+  BOOST_TEST(env.h
+                 ->patch(req(), "default", "m1", mergePatch(R"({"status":{"phase":"Succeeded"}})"),
+                         false, true)
                  .code == 200u);
   Json row = body(env.h->get(t, "default", "m1"))["rows"][0]["cells"];
   BOOST_TEST(row[5] == "");
@@ -306,8 +310,9 @@ BOOST_AUTO_TEST_CASE(field_selectors) {
   BOOST_TEST_REQUIRE(env.h->create(req(), "default", manifest("a", "vm1")).code == 201u);
   BOOST_TEST_REQUIRE(env.h->create(req(), "default", manifest("b", "vm2")).code == 201u);
   BOOST_TEST_REQUIRE(env.h->create(req(), "other", manifest("c", "vm1")).code == 201u);
-  BOOST_TEST(env.h->patch(req(), "default", "b", mergePatch(R"({"status":{"phase":"Pending"}})"),
-                          false, true)
+  BOOST_TEST(env.h
+                 ->patch(req(), "default", "b", mergePatch(R"({"status":{"phase":"Pending"}})"),
+                         false, true)
                  .code == 200u);
   auto names = [&](const std::string& ns, const std::string& selector) {
     Request r = req();
@@ -315,7 +320,8 @@ BOOST_AUTO_TEST_CASE(field_selectors) {
     Reply rep = env.h->list(r, ns);
     BOOST_TEST_REQUIRE(rep.code == 200u, rep.body);
     std::vector<std::string> out;
-    for (const auto& i : body(rep)["items"]) out.push_back(i["metadata"]["name"]);
+    Json list = body(rep);
+    for (const auto& i : list["items"]) out.push_back(i["metadata"]["name"]);
     return out;
   };
   using V = std::vector<std::string>;
@@ -324,8 +330,7 @@ BOOST_AUTO_TEST_CASE(field_selectors) {
   BOOST_TEST(names("", "metadata.namespace=other") == V{"c"}, boost::test_tools::per_element());
   BOOST_TEST(names("default", "metadata.name=b") == V{"b"}, boost::test_tools::per_element());
   BOOST_TEST(names("default", "status.phase=Pending") == V{"b"}, boost::test_tools::per_element());
-  BOOST_TEST(names("default", "status.phase!=Pending") == V{"a"},
-             boost::test_tools::per_element());
+  BOOST_TEST(names("default", "status.phase!=Pending") == V{"a"}, boost::test_tools::per_element());
   Request bad = req();
   bad.query["fieldSelector"] = "spec.parameters=1";
   auto r = env.h->list(bad, "default");
@@ -344,9 +349,10 @@ BOOST_AUTO_TEST_CASE(delete_and_finalizers) {
 
   // The controller's finalizer holds a delete (the cancel) until it goes.
   BOOST_TEST_REQUIRE(env.h->create(req(), "default", manifest("held")).code == 201u);
-  BOOST_TEST(env.h->patch(req(), "default", "held",
-                          mergePatch(R"({"metadata":{"finalizers":["vmhost.io/migration"]}})"),
-                          false, false)
+  BOOST_TEST(env.h
+                 ->patch(req(), "default", "held",
+                         mergePatch(R"({"metadata":{"finalizers":["vmhost.io/migration"]}})"),
+                         false, false)
                  .code == 200u);
   auto del = env.h->remove(req(), "default", "held");
   BOOST_TEST_REQUIRE(del.code == 200u);
@@ -364,9 +370,9 @@ BOOST_AUTO_TEST_CASE(delete_and_finalizers) {
                                         })
                  .ok());
   // ... the spec still does not.
-  BOOST_TEST(env.h->patch(req(), "default", "held", mergePatch(R"({"spec":{"vmName":"x"}})"),
-                          false, false)
-                 .code == 422u);
+  BOOST_TEST(
+      env.h->patch(req(), "default", "held", mergePatch(R"({"spec":{"vmName":"x"}})"), false, false)
+          .code == 422u);
   auto release = env.h->patch(req(), "default", "held",
                               mergePatch(R"({"metadata":{"finalizers":null}})"), false, false);
   BOOST_TEST(release.code == 200u);
@@ -394,7 +400,8 @@ BOOST_AUTO_TEST_CASE(discovery_and_openapi) {
   auto list = discovery.serve(r, 0);
   BOOST_TEST_REQUIRE(list.has_value());
   bool main = false, status = false;
-  for (const auto& res : Json::parse(list->body)["resources"]) {
+  Json doc = Json::parse(list->body);
+  for (const auto& res : doc["resources"]) {
     if (res["name"] == "virtualmachinemigrations") {
       main = true;
       BOOST_TEST(res["kind"] == "VirtualMachineMigration");
@@ -418,9 +425,9 @@ BOOST_AUTO_TEST_CASE(discovery_and_openapi) {
   BOOST_TEST(m["properties"]["status"]["properties"]["progress"]["properties"].contains(
       "dataRemainingBytes"));
   Json vm = schemas["io.vmhost.v1.VirtualMachine"];
-  BOOST_TEST(vm["properties"]["status"]["properties"]["migration"]["properties"]["target"]
-               ["properties"]
-                   .contains("domainXml"));
+  BOOST_TEST(
+      vm["properties"]["status"]["properties"]["migration"]["properties"]["target"]["properties"]
+          .contains("domainXml"));
 
   // The documents kubectl reads carry its paths, status included.
   OpenApiDocs docs = buildOpenApiDocs(registeredResources(), "test");

@@ -82,8 +82,9 @@ std::vector<std::string> errorsOf(const Json& j, FieldValidation mode = FieldVal
 }
 
 std::string only(const std::vector<std::string>& errs) {
-  BOOST_TEST_REQUIRE(errs.size() == 1u, "expected one error, got " << errs.size() << ": "
-                                                                   << (errs.empty() ? "" : errs[0]));
+  BOOST_TEST_REQUIRE(errs.size() == 1u, "expected one error, got "
+                                            << errs.size() << ": "
+                                            << (errs.empty() ? "" : errs[0]));
   return errs[0];
 }
 
@@ -143,8 +144,8 @@ BOOST_AUTO_TEST_CASE(full_object_round_trips) {
   BOOST_TEST(m.spec.vmName == "vm1");
   BOOST_TEST(m.spec.parameters.bandwidthMiBps == 1000u);
   BOOST_TEST(m.spec.parameters.parallelConnections == 4u);
-  BOOST_TEST(m.spec.parameters.allowPostCopy == std::optional<bool>(false));
-  BOOST_TEST(m.spec.parameters.autoConverge == std::optional<bool>(true));
+  BOOST_TEST((m.spec.parameters.allowPostCopy == std::optional<bool>(false)));
+  BOOST_TEST((m.spec.parameters.autoConverge == std::optional<bool>(true)));
   BOOST_TEST_REQUIRE(m.status.progress.has_value());
   BOOST_TEST(m.status.progress->dataTotalBytes == 18446744073709551615ull);
   BOOST_TEST(m.status.progress->postCopy);
@@ -171,8 +172,8 @@ BOOST_AUTO_TEST_CASE(full_object_round_trips) {
   // false booleans are values (the plugin's own when absent), so they stay.
   Json off = minimal();
   off["spec"]["parameters"] = Json{{"autoConverge", false}};
-  BOOST_TEST(
-      encode(decodeVirtualMachineMigration(off, FieldValidation::kStrict).value)["spec"] == off["spec"]);
+  BOOST_TEST(encode(decodeVirtualMachineMigration(off, FieldValidation::kStrict).value)["spec"] ==
+             off["spec"]);
 }
 
 BOOST_AUTO_TEST_CASE(decode_errors_name_the_field) {
@@ -197,20 +198,26 @@ BOOST_AUTO_TEST_CASE(decode_errors_name_the_field) {
     BOOST_TEST_REQUIRE(d.ok());
     BOOST_TEST(d.value.spec.parameters.bandwidthMiBps == 20u);
   }
-  BOOST_TEST(errorOf([](Json& j) { j["spec"]["parameters"]["parallelConnections"] = 4294967296ull; }) ==
-             "spec.parameters.parallelConnections: Invalid value: 4294967296: must be at most "
-             "4294967295");
+  BOOST_TEST(
+      errorOf([](Json& j) { j["spec"]["parameters"]["parallelConnections"] = 4294967296ull; }) ==
+      "spec.parameters.parallelConnections: Invalid value: 4294967296: must be at most "
+      "4294967295");
   BOOST_TEST(errorOf([](Json& j) { j["spec"]["parameters"]["allowPostCopy"] = "yes"; }) ==
              "spec.parameters.allowPostCopy: Invalid value: \"string\": "
              "spec.parameters.allowPostCopy in body must be of type boolean: \"string\"");
-  BOOST_TEST(errorOf([](Json& j) { j["spec"]["nodeSelector"] = Json{{"zone", 1}}; }) ==
+  BOOST_TEST(errorOf([](Json& j) {
+               j["spec"]["nodeSelector"] = Json{{"zone", 1}};
+             }) ==
              "spec.nodeSelector[zone]: Invalid value: \"integer\": spec.nodeSelector[zone] in "
              "body must be of type string: \"integer\"");
   BOOST_TEST(errorOf([](Json& j) {
                j["status"]["progress"] = Json{{"dataTotalBytes", "lots"}};
-             }) == "status.progress.dataTotalBytes: Invalid value: \"string\": "
-                   "status.progress.dataTotalBytes in body must be of type integer: \"string\"");
-  BOOST_TEST(errorOf([](Json& j) { j["status"]["result"] = Json{{"downtimeMs", true}}; }) ==
+             }) ==
+             "status.progress.dataTotalBytes: Invalid value: \"string\": "
+             "status.progress.dataTotalBytes in body must be of type integer: \"string\"");
+  BOOST_TEST(errorOf([](Json& j) {
+               j["status"]["result"] = Json{{"downtimeMs", true}};
+             }) ==
              "status.result.downtimeMs: Invalid value: \"boolean\": status.result.downtimeMs in "
              "body must be of type integer: \"boolean\"");
 
@@ -227,10 +234,9 @@ BOOST_AUTO_TEST_CASE(decode_errors_name_the_field) {
              boost::test_tools::per_element());
   auto warn = decodeVirtualMachineMigration(unknown, FieldValidation::kWarn);
   BOOST_TEST(warn.ok());
-  BOOST_TEST(warn.warnings ==
-                 (std::vector<std::string>{"unknown field \"spec.foo\"",
-                                           "unknown field \"spec.parameters.speed\"",
-                                           "unknown field \"status.progress.eta\""}),
+  BOOST_TEST(warn.warnings == (std::vector<std::string>{"unknown field \"spec.foo\"",
+                                                        "unknown field \"spec.parameters.speed\"",
+                                                        "unknown field \"status.progress.eta\""}),
              boost::test_tools::per_element());
   auto ignore = decodeVirtualMachineMigration(unknown, FieldValidation::kIgnore);
   BOOST_TEST(ignore.ok());
@@ -245,32 +251,38 @@ BOOST_AUTO_TEST_CASE(validation_rules_with_paths) {
              "spec.vmName: Required value: the name of the VM to migrate");
   BOOST_TEST(errorOf([](Json& j) { j["spec"]["vmName"] = ""; }) ==
              "spec.vmName: Required value: the name of the VM to migrate");
-  BOOST_TEST(errorOf([](Json& j) { j["spec"]["vmName"] = "Bad_VM"; }).rfind(
-                 "spec.vmName: Invalid value: \"Bad_VM\": a lowercase RFC 1123 subdomain", 0) ==
-             0);
+  BOOST_TEST(
+      errorOf([](Json& j) {
+        j["spec"]["vmName"] = "Bad_VM";
+      }).rfind("spec.vmName: Invalid value: \"Bad_VM\": a lowercase RFC 1123 subdomain", 0) == 0);
   BOOST_TEST(errorsOf([] {
                Json j = minimal();
                j["spec"]["vmName"] = "web.prod-1";  // VM names are subdomains: dots are fine
                return j;
-             }()).empty());
-  BOOST_TEST(errorOf([](Json& j) { j["spec"]["targetNode"] = "Node_B"; }).rfind(
-                 "spec.targetNode: Invalid value: \"Node_B\": a lowercase RFC 1123 subdomain",
-                 0) == 0);
-  BOOST_TEST(errorOf([](Json& j) { j["spec"]["nodeSelector"] = Json{{"bad key!", "x"}}; })
-                 .rfind("spec.nodeSelector: Invalid value: \"bad key!\": name part must consist",
-                        0) == 0);
-  BOOST_TEST(errorOf([](Json& j) { j["spec"]["nodeSelector"] = Json{{"zone", "a b"}}; })
-                 .rfind("spec.nodeSelector[zone]: Invalid value: \"a b\": a valid label must be",
-                        0) == 0);
+             }())
+                 .empty());
+  BOOST_TEST(
+      errorOf([](Json& j) {
+        j["spec"]["targetNode"] = "Node_B";
+      }).rfind("spec.targetNode: Invalid value: \"Node_B\": a lowercase RFC 1123 subdomain", 0) ==
+      0);
+  BOOST_TEST(
+      errorOf([](Json& j) {
+        j["spec"]["nodeSelector"] = Json{{"bad key!", "x"}};
+      }).rfind("spec.nodeSelector: Invalid value: \"bad key!\": name part must consist", 0) == 0);
+  BOOST_TEST(
+      errorOf([](Json& j) {
+        j["spec"]["nodeSelector"] = Json{{"zone", "a b"}};
+      }).rfind("spec.nodeSelector[zone]: Invalid value: \"a b\": a valid label must be", 0) == 0);
 
   struct Range {
     const char* field;
     uint64_t max;
   };
-  for (const Range& r : {Range{"maxDowntimeMs", 600000}, Range{"bandwidthMiBps", 1000000},
-                         Range{"completionTimeoutPerGiBSeconds", 1000000},
-                         Range{"progressTimeoutSeconds", 1000000},
-                         Range{"parallelConnections", 64}}) {
+  for (const Range& r :
+       {Range{"maxDowntimeMs", 600000}, Range{"bandwidthMiBps", 1000000},
+        Range{"completionTimeoutPerGiBSeconds", 1000000}, Range{"progressTimeoutSeconds", 1000000},
+        Range{"parallelConnections", 64}}) {
     for (uint64_t ok : {uint64_t{0}, uint64_t{1}, r.max}) {
       Json j = minimal();
       j["spec"]["parameters"][r.field] = ok;
@@ -292,14 +304,17 @@ BOOST_AUTO_TEST_CASE(validation_rules_with_paths) {
   BOOST_TEST(errorOf([](Json& j) { j["status"]["phase"] = "TargetReady"; }) ==
              "status.phase: Unsupported value: \"TargetReady\": supported values: \"Pending\", "
              "\"Scheduling\", \"PreparingTarget\", \"Running\", \"Succeeded\", \"Failed\"");
-  BOOST_TEST(errorOf([](Json& j) { j["status"]["sourceNode"] = "-a"; }).rfind(
-                 "status.sourceNode: Invalid value: \"-a\"", 0) == 0);
-  BOOST_TEST(errorOf([](Json& j) { j["status"]["targetNode"] = "B"; }).rfind(
-                 "status.targetNode: Invalid value: \"B\"", 0) == 0);
+  BOOST_TEST(errorOf([](Json& j) {
+               j["status"]["sourceNode"] = "-a";
+             }).rfind("status.sourceNode: Invalid value: \"-a\"", 0) == 0);
+  BOOST_TEST(errorOf([](Json& j) {
+               j["status"]["targetNode"] = "B";
+             }).rfind("status.targetNode: Invalid value: \"B\"", 0) == 0);
 
   // Metadata follows the other namespaced kinds.
-  BOOST_TEST(errorOf([](Json& j) { j["metadata"]["name"] = "Bad_Name"; }).rfind(
-                 "metadata.name: Invalid value: \"Bad_Name\"", 0) == 0);
+  BOOST_TEST(errorOf([](Json& j) {
+               j["metadata"]["name"] = "Bad_Name";
+             }).rfind("metadata.name: Invalid value: \"Bad_Name\"", 0) == 0);
   BOOST_TEST(errorOf([](Json& j) { j["metadata"].erase("name"); }) ==
              "metadata.name: Required value: name or generateName is required");
 
@@ -338,13 +353,13 @@ BOOST_AUTO_TEST_CASE(vm_status_migration_round_trips) {
   MigrationState direct;
   decodeMigrationState(dec, state, "status.migration", direct);
   BOOST_TEST(dec.errors.empty());
-  BOOST_TEST(direct == m);
+  BOOST_TEST((direct == m));
 
   // Through the store, as the nodes and the controller read it.
   store::StoredObject o{virtualMachineKey("default", "vm1"), storeValue(d.value), 3, 1};
   auto back = decodeStoredVirtualMachine(o);
   BOOST_TEST_REQUIRE(back.ok());
-  BOOST_TEST(back->status.migration == d.value.status.migration);
+  BOOST_TEST((back->status.migration == d.value.status.migration));
 
   // No record: no field.
   auto plain = decodeVirtualMachine(vmWith(nullptr), FieldValidation::kStrict);
@@ -382,8 +397,9 @@ BOOST_AUTO_TEST_CASE(vm_status_migration_errors) {
   BOOST_TEST(errorWith([](Json& s) { s["targetNode"] = "node-a"; }) ==
              "status.migration.targetNode: Invalid value: \"node-a\": must differ from "
              "sourceNode");
-  BOOST_TEST(errorWith([](Json& s) { s["targetNode"] = "Node B"; }).rfind(
-                 "status.migration.targetNode: Invalid value: \"Node B\"", 0) == 0);
+  BOOST_TEST(errorWith([](Json& s) {
+               s["targetNode"] = "Node B";
+             }).rfind("status.migration.targetNode: Invalid value: \"Node B\"", 0) == 0);
   BOOST_TEST(errorWith([](Json& s) { s["parameters"]["parallelConnections"] = 100; }) ==
              "status.migration.parameters.parallelConnections: Invalid value: 100: must be "
              "between 0 and 64 (0: the migration plugin's value)");
@@ -428,12 +444,12 @@ BOOST_AUTO_TEST_CASE(store_codec_and_status_writer) {
   BOOST_TEST(bad.error().message == "virtualmachinemigrations/default/x: stored value is not JSON");
 
   // The controller's writes: validated, optimistic, retried.
-  auto pending = updateMigrationStatus(*t.store, "default", "mig1",
-                                       [](VirtualMachineMigrationStatus& s) {
-                                         s.phase = kMigrationPending;
-                                         s.reason = "ClusterLimit";
-                                         return true;
-                                       });
+  auto pending =
+      updateMigrationStatus(*t.store, "default", "mig1", [](VirtualMachineMigrationStatus& s) {
+        s.phase = kMigrationPending;
+        s.reason = "ClusterLimit";
+        return true;
+      });
   BOOST_TEST_REQUIRE(pending.ok());
   BOOST_TEST(pending->status.phase == "Pending");
   auto stored = decodeStoredMigration(t.store->get(migrationKey("default", "mig1")).value());
@@ -445,11 +461,11 @@ BOOST_AUTO_TEST_CASE(store_codec_and_status_writer) {
   BOOST_TEST(updateMigrationStatus(*t.store, "default", "mig1", [](VirtualMachineMigrationStatus&) {
                return false;
              }).ok());
-  auto invalidPhase = updateMigrationStatus(*t.store, "default", "mig1",
-                                            [](VirtualMachineMigrationStatus& s) {
-                                              s.phase = "Done";
-                                              return true;
-                                            });
+  auto invalidPhase =
+      updateMigrationStatus(*t.store, "default", "mig1", [](VirtualMachineMigrationStatus& s) {
+        s.phase = "Done";
+        return true;
+      });
   BOOST_TEST_REQUIRE(!invalidPhase.ok());
   BOOST_TEST(invalidPhase.error().code == VMHOST_ERR_INVALID_ARGUMENT);
   BOOST_TEST(invalidPhase.error().message.rfind("status.phase: Unsupported value: \"Done\"", 0) ==
@@ -461,22 +477,20 @@ BOOST_AUTO_TEST_CASE(store_codec_and_status_writer) {
 
   // A conflicting writer in between is retried over.
   bool once = false;
-  auto retried = updateMigrationStatus(*t.store, "default", "mig1",
-                                       [&](VirtualMachineMigrationStatus& s) {
-                                         if (!once) {
-                                           once = true;
-                                           auto cur = t.store->get(migrationKey("default", "mig1"));
-                                           auto other = decodeStoredMigration(*cur).value();
-                                           other.metadata.labels["touched"] = "yes";
-                                           BOOST_TEST(t.store
-                                                          ->update(migrationKey("default", "mig1"),
-                                                                   storeValue(other),
-                                                                   cur->modRevision)
-                                                          .ok());
-                                         }
-                                         s.phase = kMigrationScheduling;
-                                         return true;
-                                       });
+  auto retried =
+      updateMigrationStatus(*t.store, "default", "mig1", [&](VirtualMachineMigrationStatus& s) {
+        if (!once) {
+          once = true;
+          auto cur = t.store->get(migrationKey("default", "mig1"));
+          auto other = decodeStoredMigration(*cur).value();
+          other.metadata.labels["touched"] = "yes";
+          BOOST_TEST(
+              t.store->update(migrationKey("default", "mig1"), storeValue(other), cur->modRevision)
+                  .ok());
+        }
+        s.phase = kMigrationScheduling;
+        return true;
+      });
   BOOST_TEST_REQUIRE(retried.ok());
   BOOST_TEST(retried->status.phase == "Scheduling");
   BOOST_TEST(retried->metadata.labels.at("touched") == "yes");
