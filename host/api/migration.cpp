@@ -3,8 +3,6 @@
 // the status writer. applyMigrationReport() is migration_report.cpp's.
 #include "api/migration.h"
 
-#include "api/objects.h"
-
 #include <algorithm>
 #include <limits>
 
@@ -36,11 +34,17 @@ bool unsignedInt(Decoder& d, const Json& obj, std::string_view key, const std::s
   if (it == obj.end() || it->is_null()) return false;
   std::string p = childPath(path, key);
   uint64_t v = 0;
+  // nlohmann counts unsigned numbers as integers too: check them first. (A
+  // parsed non-negative number is unsigned; one built in C++ from an int is not.)
   if (it->is_number_unsigned()) {
     v = it->get<uint64_t>();
   } else if (it->is_number_integer()) {
-    d.errors.push_back(invalid(p, *it, "must be greater than or equal to 0"));
-    return false;
+    int64_t i = it->get<int64_t>();
+    if (i < 0) {
+      d.errors.push_back(invalid(p, *it, "must be greater than or equal to 0"));
+      return false;
+    }
+    v = static_cast<uint64_t>(i);
   } else if (it->is_number_float()) {
     double f = it->get<double>();
     // Range first: converting an out-of-range double is undefined.
@@ -74,10 +78,10 @@ void optionalBool(Decoder& d, const Json& obj, std::string_view key, const std::
 // ---- the pieces shared by the kind and the VM's record
 
 void decodeParameters(Decoder& d, const Json& j, const std::string& path, MigrationParameters& p) {
-  if (!d.object(j, path,
-                {"bandwidthMiBps", "maxDowntimeMs", "completionTimeoutPerGiBSeconds",
-                 "progressTimeoutSeconds", "parallelConnections", "allowPostCopy",
-                 "autoConverge"})) {
+  if (!d.object(
+          j, path,
+          {"bandwidthMiBps", "maxDowntimeMs", "completionTimeoutPerGiBSeconds",
+           "progressTimeoutSeconds", "parallelConnections", "allowPostCopy", "autoConverge"})) {
     return;
   }
   unsignedInt(d, j, "bandwidthMiBps", path, p.bandwidthMiBps);
@@ -85,8 +89,7 @@ void decodeParameters(Decoder& d, const Json& j, const std::string& path, Migrat
   unsignedInt(d, j, "completionTimeoutPerGiBSeconds", path, p.completionTimeoutPerGiBSeconds);
   unsignedInt(d, j, "progressTimeoutSeconds", path, p.progressTimeoutSeconds);
   uint64_t conns = 0;
-  if (unsignedInt(d, j, "parallelConnections", path, conns,
-                  std::numeric_limits<uint32_t>::max())) {
+  if (unsignedInt(d, j, "parallelConnections", path, conns, std::numeric_limits<uint32_t>::max())) {
     p.parallelConnections = static_cast<uint32_t>(conns);
   }
   optionalBool(d, j, "allowPostCopy", path, p.allowPostCopy);
@@ -101,9 +104,9 @@ constexpr uint32_t kMaxParallelConnections = 64;
 void validateParameters(const MigrationParameters& p, const std::string& path, FieldErrors& errs) {
   auto atMost = [&](const char* field, uint64_t v, uint64_t max) {
     if (v > max) {
-      errs.push_back(invalid(childPath(path, field), Json(v),
-                             "must be between 0 and " + std::to_string(max) +
-                                 " (0: the migration plugin's value)"));
+      errs.push_back(invalid(
+          childPath(path, field), Json(v),
+          "must be between 0 and " + std::to_string(max) + " (0: the migration plugin's value)"));
     }
   };
   atMost("bandwidthMiBps", p.bandwidthMiBps, kMaxBandwidthMiBps);
@@ -130,10 +133,10 @@ Json encodeParameters(const MigrationParameters& p) {
 
 void decodeProgress(Decoder& d, const Json& j, const std::string& path,
                     std::optional<MigrationProgress>& out) {
-  if (!d.object(j, path,
-                {"dataTotalBytes", "dataProcessedBytes", "dataRemainingBytes",
-                 "dirtyRateBytesPerSecond", "memoryIteration", "maxDowntimeMs", "elapsedMs",
-                 "postCopy", "lastDecision"})) {
+  if (!d.object(
+          j, path,
+          {"dataTotalBytes", "dataProcessedBytes", "dataRemainingBytes", "dirtyRateBytesPerSecond",
+           "memoryIteration", "maxDowntimeMs", "elapsedMs", "postCopy", "lastDecision"})) {
     return;
   }
   MigrationProgress p;
@@ -345,8 +348,7 @@ Json encode(const VirtualMachineMigration& m) {
 
 // ---------------------------------------------------------------- status.migration
 
-void decodeMigrationState(Decoder& d, const Json& j, const std::string& path,
-                          MigrationState& out) {
+void decodeMigrationState(Decoder& d, const Json& j, const std::string& path, MigrationState& out) {
   if (!d.object(j, path,
                 {"name", "uid", "sourceNode", "targetNode", "phase", "abortRequested", "reason",
                  "message", "parameters", "target", "progress", "result", "startTimestamp",
@@ -395,8 +397,8 @@ FieldErrors validateMigrationState(const MigrationState& m, const std::string& p
     }
   }
   if (!m.sourceNode.empty() && m.sourceNode == m.targetNode) {
-    errs.push_back(invalid(childPath(path, "targetNode"), Json(m.targetNode),
-                           "must differ from sourceNode"));
+    errs.push_back(
+        invalid(childPath(path, "targetNode"), Json(m.targetNode), "must differ from sourceNode"));
   }
   if (m.phase.empty()) {
     errs.push_back(required(childPath(path, "phase")));

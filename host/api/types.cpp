@@ -387,9 +387,9 @@ void decodeSpec(Decoder& d, const Json& j, const std::string& path, VirtualMachi
 }
 
 void decodeStatus(Decoder& d, const Json& j, const std::string& path, VirtualMachineStatus& s) {
-  if (!d.object(j, path,
-                {"phase", "nodeName", "conditions", "interfaces", "observedGeneration",
-                 "migration"})) {
+  if (!d.object(
+          j, path,
+          {"phase", "nodeName", "conditions", "interfaces", "observedGeneration", "migration"})) {
     return;
   }
   d.str(j, "phase", path, s.phase);

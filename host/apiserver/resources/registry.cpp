@@ -3,6 +3,8 @@
 namespace vmhost::apiserver {
 
 const std::vector<ResourceRegistration>& registeredResources() {
+  // One resource a line.
+  // clang-format off
   static const std::vector<ResourceRegistration> table = {
       virtualMachineResource(),
       nodeResource(),
@@ -10,6 +12,7 @@ const std::vector<ResourceRegistration>& registeredResources() {
       eventResource(),
       virtualMachineMigrationResource(),
   };
+  // clang-format on
   return table;
 }
 

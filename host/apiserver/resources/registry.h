@@ -28,6 +28,7 @@ ResourceRegistration virtualMachineResource();  // vmhost.io/v1 virtualmachines
 ResourceRegistration nodeResource();            // vmhost.io/v1 nodes
 ResourceRegistration kubevirtVmResource();      // kubevirt.io/v1alpha1 vms (the seed's VM)
 ResourceRegistration eventResource();           // v1 events (core group)
-ResourceRegistration virtualMachineMigrationResource();  // vmhost.io/v1 virtualmachinemigrations
+// vmhost.io/v1 virtualmachinemigrations
+ResourceRegistration virtualMachineMigrationResource();
 
 }  // namespace vmhost::apiserver

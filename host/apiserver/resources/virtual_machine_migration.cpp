@@ -91,13 +91,13 @@ struct MigrationTraits {
     return std::to_string(pct) + "%";
   }
   static Json cells(const T& v) {
-    const std::string& target = v.status.targetNode.empty() ? v.spec.targetNode
-                                                            : v.status.targetNode;
-    return Json::array({v.metadata.name, v.spec.vmName, v.status.phase, v.status.sourceNode,
-                        target, progress(v), age(v.metadata), v.status.reason});
+    const std::string& target =
+        v.status.targetNode.empty() ? v.spec.targetNode : v.status.targetNode;
+    return Json::array({v.metadata.name, v.spec.vmName, v.status.phase, v.status.sourceNode, target,
+                        progress(v), age(v.metadata), v.status.reason});
   }
   static std::vector<std::string> fieldLabels() {
-    return {"metadata.name", "metadata.namespace", "spec.vmName",       "spec.targetNode",
+    return {"metadata.name", "metadata.namespace", "spec.vmName",      "spec.targetNode",
             "status.phase",  "status.sourceNode",  "status.targetNode"};
   }
   static std::string field(const T& v, const std::string& f) {

@@ -8,6 +8,7 @@
 #define BOOST_TEST_MODULE api_kubectl
 #include <boost/test/unit_test.hpp>
 
+#include "api/migration.h"
 #include "api/objects.h"
 #include "apiserver/server.h"
 #include "store/sqlite/sqlite_store.h"
@@ -23,6 +24,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -828,4 +830,176 @@ BOOST_AUTO_TEST_CASE(paging_selectors_dry_run_and_finalizers) {
       "patch virtualmachine held -n paging --type=merge -p '{\"metadata\":{\"finalizers\":null}}'");
   BOOST_TEST(release.exit == 0);
   BOOST_TEST(env.http("GET", coll + "/held").code == 404);
+}
+
+// vmhost.io/v1 VirtualMachineMigration as kubectl users see it. No
+// migration controller runs here: the status is written as the controller
+// would (the status subresource), and a delete without its finalizer is
+// immediate.
+BOOST_AUTO_TEST_CASE(virtual_machine_migrations) {
+  auto& env = Env::get();
+  const std::string coll = "/apis/vmhost.io/v1/namespaces/default/virtualmachinemigrations";
+  auto resources = env.kc("api-resources --api-group=vmhost.io");
+  BOOST_TEST(resources.exit == 0);
+  BOOST_TEST(resources.out.find("virtualmachinemigrations") != std::string::npos);
+  BOOST_TEST(resources.out.find("vmim,migration") != std::string::npos);
+
+  const std::string manifest =
+      "apiVersion: vmhost.io/v1\nkind: VirtualMachineMigration\nmetadata:\n  name: mig-a\n"
+      "spec:\n  vmName: mig-vm1\n  targetNode: node-b\n  parameters:\n    maxDowntimeMs: 300\n"
+      "    allowPostCopy: true\n";
+  auto file = env.write("mig-a.yaml", manifest);
+  auto a = env.kc("apply -f " + file.string());
+  BOOST_TEST(a.exit == 0);
+  BOOST_TEST(a.out == "virtualmachinemigration.vmhost.io/mig-a created\n");
+  BOOST_TEST(env.kc("apply -f " + file.string()).out ==
+             "virtualmachinemigration.vmhost.io/mig-a unchanged\n");
+  BOOST_TEST(
+      env.kc("create -f " + env.write("mig-b.yaml",
+                                      "apiVersion: vmhost.io/v1\nkind: VirtualMachineMigration\n"
+                                      "metadata:\n  name: mig-b\nspec:\n  vmName: mig-vm2\n")
+                                .string())
+          .exit == 0);
+
+  // The controller's view of a running migration.
+  auto st = env.http("PATCH", coll + "/mig-a/status", "application/merge-patch+json",
+                     R"({"status":{"phase":"Running","sourceNode":"node-a","targetNode":"node-b",
+                        "progress":{"dataTotalBytes":1000,"dataProcessedBytes":420,
+                                    "dataRemainingBytes":580}}})");
+  BOOST_TEST(st.code == 200);
+
+  auto table = env.kc("get vmim");
+  BOOST_TEST_REQUIRE(table.exit == 0);
+  std::istringstream lines(table.out);
+  std::string header, row;
+  std::getline(lines, header);
+  std::istringstream words(header);
+  std::vector<std::string> columns{std::istream_iterator<std::string>(words), {}};
+  BOOST_TEST(columns == (std::vector<std::string>{"NAME", "VM", "PHASE", "SOURCE", "TARGET",
+                                                  "PROGRESS", "AGE"}),
+             boost::test_tools::per_element());
+  std::getline(lines, row);
+  std::istringstream cells(row);
+  std::vector<std::string> first{std::istream_iterator<std::string>(cells), {}};
+  BOOST_TEST_REQUIRE(first.size() == 7u, row);
+  BOOST_TEST(
+      (std::vector<std::string>(first.begin(), first.begin() + 6)) ==
+          (std::vector<std::string>{"mig-a", "mig-vm1", "Running", "node-a", "node-b", "42%"}),
+      boost::test_tools::per_element());
+  BOOST_TEST(table.out.find("\nmig-b ") != std::string::npos);
+  BOOST_TEST(env.kc("get migration mig-a -o name").out ==
+             "virtualmachinemigration.vmhost.io/mig-a\n");
+  BOOST_TEST(env.kc("get virtualmachinemigration mig-b -o name").out ==
+             "virtualmachinemigration.vmhost.io/mig-b\n");
+
+  auto selected = env.kc("get vmim --field-selector spec.vmName=mig-vm1 -o name");
+  BOOST_TEST(selected.out == "virtualmachinemigration.vmhost.io/mig-a\n");
+  auto running = env.kc("get vmim --field-selector status.phase=Running -o name");
+  BOOST_TEST(running.out == "virtualmachinemigration.vmhost.io/mig-a\n");
+
+  // -o yaml round-trips: the spec as applied; replacing with it is a no-op.
+  auto yaml = env.kc("get virtualmachinemigrations -o yaml");
+  BOOST_TEST_REQUIRE(yaml.exit == 0);
+  Json list = yamlToJson(YAML::Load(yaml.out));
+  BOOST_TEST_REQUIRE(list["items"].size() == 2u);
+  Json item = list["items"][0];
+  BOOST_TEST(item["kind"] == "VirtualMachineMigration");
+  BOOST_TEST(item["spec"] == yamlToJson(YAML::Load(manifest))["spec"]);
+  BOOST_TEST(item["status"]["progress"]["dataRemainingBytes"] == 580);
+  // (kubectl replace rewrites an apply's last-applied annotation, so the
+  // object without one shows the no-op.)
+  auto one = env.kc("get vmim mig-b -o yaml");
+  int64_t before = env.revision();
+  auto replaced = env.kc("replace -f " + env.write("mig-b-back.yaml", one.out).string());
+  BOOST_TEST(replaced.exit == 0);
+  BOOST_TEST(replaced.out == "virtualmachinemigration.vmhost.io/mig-b replaced\n");
+  BOOST_TEST(env.revision() == before);
+  BOOST_TEST(yamlToJson(YAML::Load(env.kc("get vmim mig-b -o yaml").out)) ==
+             yamlToJson(YAML::Load(one.out)));
+  Json a1 = yamlToJson(YAML::Load(env.kc("get vmim mig-a -o yaml").out));
+  auto replacedA = env.kc(
+      "replace -f " + env.write("mig-a-back.yaml", env.kc("get vmim mig-a -o yaml").out).string());
+  BOOST_TEST(replacedA.exit == 0);
+  Json a2 = yamlToJson(YAML::Load(env.kc("get vmim mig-a -o yaml").out));
+  BOOST_TEST(a2["spec"] == a1["spec"]);
+  BOOST_TEST(a2["status"] == a1["status"]);
+  BOOST_TEST(a2["metadata"]["generation"] == 1);
+
+  // Refused: no vmName (the field named), a changed spec (immutable).
+  auto bad = env.kc("apply -f " + env.write("mig-bad.yaml",
+                                            "apiVersion: vmhost.io/v1\nkind: "
+                                            "VirtualMachineMigration\nmetadata:\n  name: "
+                                            "mig-bad\nspec:\n  targetNode: node-b\n")
+                                      .string());
+  BOOST_TEST(bad.exit != 0);
+  if (env.minor >= 27) {
+    BOOST_TEST(bad.err.find("The VirtualMachineMigration \"mig-bad\" is invalid: spec.vmName: "
+                            "Required value") != std::string::npos);
+  } else {  // validated by kubectl itself against /openapi/v2
+    BOOST_TEST(bad.err.find("missing required field \"vmName\"") != std::string::npos);
+  }
+  BOOST_TEST(env.http("GET", coll + "/mig-bad").code == 404);
+  auto noVm = env.http("POST", coll, "application/yaml",
+                       "apiVersion: vmhost.io/v1\nkind: VirtualMachineMigration\nmetadata:\n"
+                       "  name: mig-bad\nspec:\n  targetNode: node-b\n");
+  BOOST_TEST(noVm.code == 422);
+  BOOST_TEST(Json::parse(noVm.body)["details"]["causes"][0]["field"] == "spec.vmName");
+
+  before = env.revision();
+  auto changed =
+      env.kc("patch vmim mig-a --type=merge -p '{\"spec\":{\"targetNode\":\"node-c\"}}'");
+  BOOST_TEST(changed.exit != 0);
+  BOOST_TEST(changed.err.find("The VirtualMachineMigration \"mig-a\" is invalid: spec: Invalid "
+                              "value: ") != std::string::npos);
+  BOOST_TEST(changed.err.find("field is immutable") != std::string::npos);
+  env.write("mig-a.yaml", manifest + "  nodeSelector:\n    zone: a\n");
+  auto reapplied = env.kc("apply -f " + file.string());
+  BOOST_TEST(reapplied.exit != 0);
+  BOOST_TEST(reapplied.err.find("field is immutable") != std::string::npos);
+  BOOST_TEST(env.revision() == before);
+
+  // The VM's side: status.migration, as the nodes write it.
+  BOOST_TEST(
+      env.kc("create -f " + env.write("mig-vm1.yaml", vmManifest("mig-vm1")).string()).exit == 0);
+  auto vmStatus =
+      env.http("PATCH", "/apis/vmhost.io/v1/namespaces/default/virtualmachines/mig-vm1/status",
+               "application/merge-patch+json",
+               R"({"status":{"phase":"Running","nodeName":"node-a","migration":{"name":"mig-a",
+          "uid":"u-1","sourceNode":"node-a","targetNode":"node-b","phase":"TargetReady",
+          "target":{"domainXml":"<domain/>","migrateUri":"tcp://10.0.0.2","copyDisks":["vda"]}}}})");
+  BOOST_TEST(vmStatus.code == 200);
+  Json vm = Json::parse(env.kc("get virtualmachine mig-vm1 -o json").out);
+  BOOST_TEST(vm["status"]["migration"]["target"]["domainXml"] == "<domain/>");
+  BOOST_TEST(vm["status"]["migration"]["phase"] == "TargetReady");
+  auto badRecord =
+      env.http("PATCH", "/apis/vmhost.io/v1/namespaces/default/virtualmachines/mig-vm1/status",
+               "application/merge-patch+json", R"({"status":{"migration":{"phase":"Pending"}}})");
+  BOOST_TEST(badRecord.code == 422);
+  BOOST_TEST(Json::parse(badRecord.body)["details"]["causes"][0]["field"] ==
+             "status.migration.phase");
+  auto explain = env.kc("explain virtualmachinemigration.spec.parameters");
+  BOOST_TEST(explain.exit == 0);
+  BOOST_TEST(explain.out.find("maxDowntimeMs") != std::string::npos);
+
+  // Delete: at once without a finalizer; held by the controller's until it goes.
+  auto del = env.kc("delete vmim mig-b");
+  BOOST_TEST(del.exit == 0);
+  BOOST_TEST(del.out == "virtualmachinemigration.vmhost.io \"mig-b\" deleted\n");
+  BOOST_TEST(env.store->get(api::migrationKey("default", "mig-b")).error().code ==
+             VMHOST_ERR_NOT_FOUND);
+  auto fin = env.kc(
+      "patch vmim mig-a --type=merge -p "
+      "'{\"metadata\":{\"finalizers\":[\"vmhost.io/migration\"]}}'");
+  BOOST_TEST(fin.exit == 0);
+  auto held = env.kc("delete vmim mig-a --wait=false");
+  BOOST_TEST(held.exit == 0);
+  Json h = Json::parse(env.http("GET", coll + "/mig-a").body);
+  BOOST_TEST(h["metadata"].contains("deletionTimestamp"));
+  auto release = env.kc("patch vmim mig-a --type=merge -p '{\"metadata\":{\"finalizers\":null}}'");
+  BOOST_TEST(release.exit == 0);
+  BOOST_TEST(env.http("GET", coll + "/mig-a").code == 404);
+  auto gone = env.kc("get vmim mig-a");
+  BOOST_TEST(gone.err ==
+             "Error from server (NotFound): virtualmachinemigrations.vmhost.io "
+             "\"mig-a\" not found\n");
 }

@@ -128,8 +128,10 @@ BOOST_AUTO_TEST_CASE(openapi_documents) {
 
   // Every kind has a schema tagged with its group-version-kind.
   Json schemas = openApiSchemas(registeredResources());
-  for (const char* name : {"io.vmhost.v1.VirtualMachine", "io.vmhost.v1.Node",
-                           "io.kubevirt.v1alpha1.VM", "io.vmhost.v1.VirtualMachineList"}) {
+  for (const char* name :
+       {"io.vmhost.v1.VirtualMachine", "io.vmhost.v1.Node", "io.kubevirt.v1alpha1.VM",
+        "io.vmhost.v1.VirtualMachineList", "io.vmhost.v1.VirtualMachineMigration",
+        "io.vmhost.v1.VirtualMachineMigrationList"}) {
     BOOST_TEST_REQUIRE(schemas.contains(name), name);
     BOOST_TEST(schemas[name]["x-kubernetes-group-version-kind"].size() == 1u, name);
   }
