@@ -33,14 +33,14 @@
 namespace vmhost::api {
 
 struct VirtualMachineMigrationSpec {
-  std::string vmName;  // required: the VM in the migration's namespace
+  std::string vmName;                               // required: the VM in the migration's namespace
   std::string targetNode;                           // optional: this node, or fail
   std::map<std::string, std::string> nodeSelector;  // optional: narrows the scheduler's choice
   MigrationParameters parameters;
 };
 
 struct VirtualMachineMigrationStatus {
-  std::string phase;  // kMigrationPhases; empty until the controller first writes
+  std::string phase;    // kMigrationPhases; empty until the controller first writes
   std::string reason;   // Pending: why it waits; Failed: the step (CamelCase)
   std::string message;  // Failed: the step and libvirt's or the plugin's words
   std::string vmUid;
@@ -60,8 +60,7 @@ struct VirtualMachineMigration {
 
 // ---- Decode / validate / encode (migration.cpp), as types.h does for the
 // other kinds. spec is immutable after create (the REST traits enforce it).
-Decoded<VirtualMachineMigration> decodeVirtualMachineMigration(const Json& j,
-                                                               FieldValidation mode);
+Decoded<VirtualMachineMigration> decodeVirtualMachineMigration(const Json& j, FieldValidation mode);
 FieldErrors validateVirtualMachineMigration(const VirtualMachineMigration& m);
 Json encode(const VirtualMachineMigration& m);
 

@@ -27,12 +27,12 @@ inline constexpr const char* kMigrationFailed = "Failed";
 // Only in the VM's record: the target has prepared everything.
 inline constexpr const char* kMigrationTargetReady = "TargetReady";
 
-inline constexpr const char* kMigrationPhases[] = {
-    kMigrationPending,   kMigrationScheduling, kMigrationPreparingTarget,
-    kMigrationRunning,   kMigrationSucceeded,  kMigrationFailed};
-inline constexpr const char* kMigrationStatePhases[] = {
-    kMigrationPreparingTarget, kMigrationTargetReady, kMigrationRunning, kMigrationSucceeded,
-    kMigrationFailed};
+inline constexpr const char* kMigrationPhases[] = {kMigrationPending,         kMigrationScheduling,
+                                                   kMigrationPreparingTarget, kMigrationRunning,
+                                                   kMigrationSucceeded,       kMigrationFailed};
+inline constexpr const char* kMigrationStatePhases[] = {kMigrationPreparingTarget,
+                                                        kMigrationTargetReady, kMigrationRunning,
+                                                        kMigrationSucceeded, kMigrationFailed};
 
 // Per-migration overrides (spec.parameters), handed to the migration plugin
 // (schema MigrationOverrides); 0 / nullopt: the plugin's own value.
@@ -65,14 +65,15 @@ struct MigrationResult {
   uint64_t totalMs = 0;     // libvirt's time elapsed
   uint64_t downtimeMs = 0;  // libvirt's total downtime
   uint64_t bytesTransferred = 0;
-  std::string endedBy;  // what made it converge, e.g. "pre-copy", "post-copy", "max downtime 800 ms"
+  std::string
+      endedBy;  // what made it converge, e.g. "pre-copy", "post-copy", "max downtime 800 ms"
   friend bool operator==(const MigrationResult&, const MigrationResult&) = default;
 };
 
 // What the target published for the source: everything the source needs to
 // start the libvirt job, in the target's own terms.
 struct MigrationTarget {
-  std::string domainXml;  // the domain as the target runs it (its own attachments)
+  std::string domainXml;   // the domain as the target runs it (its own attachments)
   std::string libvirtUri;  // the target's libvirt, for peer-to-peer (qemu+tcp://IP/system)
   std::string migrateUri;  // where QEMU's stream goes (tcp://IP)
   bool tls = false;        // the stream must be TLS (the cluster has a PKI)

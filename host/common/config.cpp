@@ -143,8 +143,8 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
     auto mark = root.Mark();
     return configError(file, &mark, "the config must be a mapping of keys to values");
   }
-  static const std::vector<std::string> kTopKeys = {"pluginDir", "plugins", "dataDir", "listen",
-                                                    "nodeName",  "libvirt", "node",    "cluster",
+  static const std::vector<std::string> kTopKeys = {"pluginDir", "plugins", "dataDir",   "listen",
+                                                    "nodeName",  "libvirt", "node",      "cluster",
                                                     "store",     "events",  "migrations"};
   if (auto bad = unknownKey(root, kTopKeys)) {
     return configError(
@@ -287,9 +287,9 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
       std::string what = std::string("migrations.") + l.key;
       if (!ok) return configError(file, &m, what + ": expected an integer");
       if (v < l.min || v > l.max) {
-        return configError(file, &m,
-                           what + ": must be in " + std::to_string(l.min) + ".." +
-                               std::to_string(l.max));
+        return configError(
+            file, &m,
+            what + ": must be in " + std::to_string(l.min) + ".." + std::to_string(l.max));
       }
       *l.out = v;
     }
@@ -415,8 +415,8 @@ Result<HostConfig> parseConfig(const std::string& text, const std::string& file)
     auto mark = nd.Mark();
     if (!nd.IsMap()) return configError(file, &mark, "node: must be a mapping");
     static const std::vector<std::string> kKeys = {
-        "labels",         "stopGracePeriodSeconds", "heartbeatSeconds",
-        "resyncSeconds",  "cpuAllocationRatio",     "memoryAllocationRatio",
+        "labels",          "stopGracePeriodSeconds", "heartbeatSeconds",
+        "resyncSeconds",   "cpuAllocationRatio",     "memoryAllocationRatio",
         "libvirtEndpoint", "migrationTlsDir"};
     if (auto bad = unknownKey(nd, kKeys)) {
       return configError(

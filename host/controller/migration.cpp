@@ -94,10 +94,10 @@ void MigrationController::finalize(const api::VirtualMachineMigration& m) {
     if (!decoded.ok() || decoded.value().metadata.uid != m.metadata.uid) return;
     auto obj = decoded.value();
     std::erase(obj.metadata.finalizers, std::string(api::kMigrationFinalizer));
-    Result<store::StoredObject> w = obj.metadata.finalizers.empty() && obj.metadata.deletionTimestamp
-                                        ? store_.remove(key, cur.value().modRevision)
-                                        : store_.update(key, api::storeValue(obj),
-                                                        cur.value().modRevision);
+    Result<store::StoredObject> w =
+        obj.metadata.finalizers.empty() && obj.metadata.deletionTimestamp
+            ? store_.remove(key, cur.value().modRevision)
+            : store_.update(key, api::storeValue(obj), cur.value().modRevision);
     if (w.ok() || w.error().code != VMHOST_ERR_ABORTED) return;
   }
 }
@@ -216,8 +216,8 @@ void MigrationController::reconcile(api::VirtualMachineMigration& m, int64_t mod
             s.migration->abortRequested = true;
             return true;
           });
-      event(m, api::kEventTypeNormal, "MigrationCancelling", "cancelling: aborting the job on " +
-                                                                  record->sourceNode);
+      event(m, api::kEventTypeNormal, "MigrationCancelling",
+            "cancelling: aborting the job on " + record->sourceNode);
     }
     // Mirrored below until the source says how it ended.
   }
@@ -319,8 +319,7 @@ void MigrationController::reconcile(api::VirtualMachineMigration& m, int64_t mod
       // from the VMs' records, so each answer must come after the record of
       // the one before (two answered together could share one node's room).
       if (!asked_.empty()) return;
-      asked_.emplace(m.metadata.uid,
-                     scheduling_.pickMigrationTarget(*vm, st.sourceNode, selector));
+      asked_.emplace(m.metadata.uid, scheduling_.pickMigrationTarget(*vm, st.sourceNode, selector));
       return;
     }
     if (it->second.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
@@ -352,9 +351,9 @@ void MigrationController::reconcile(api::VirtualMachineMigration& m, int64_t mod
         });
     if (!r.ok()) return;
     if (!written) {
-      return fail(m, "VmNotRunning",
-                  "VirtualMachine " + m.spec.vmName + " is no longer running on node " +
-                      st.sourceNode);
+      return fail(
+          m, "VmNotRunning",
+          "VirtualMachine " + m.spec.vmName + " is no longer running on node " + st.sourceNode);
     }
     setStatus(m, [&](api::VirtualMachineMigrationStatus& s) {
       if (s.phase != api::kMigrationScheduling) return false;
@@ -372,7 +371,8 @@ void MigrationController::reconcile(api::VirtualMachineMigration& m, int64_t mod
     return fail(m, "RecordLost",
                 "the VM's status no longer records this migration (it was replaced or removed)");
   }
-  if (record->phase == api::kMigrationPreparingTarget || record->phase == api::kMigrationTargetReady) {
+  if (record->phase == api::kMigrationPreparingTarget ||
+      record->phase == api::kMigrationTargetReady) {
     auto started = api::parseRfc3339(record->startTimestamp);
     if (record->phase == api::kMigrationPreparingTarget && started &&
         nowSeconds() - *started > options_.targetPrepareTimeout.count()) {
@@ -384,9 +384,8 @@ void MigrationController::reconcile(api::VirtualMachineMigration& m, int64_t mod
             }
             s.migration->phase = api::kMigrationFailed;
             s.migration->reason = "TargetTimeout";
-            s.migration->message =
-                "node " + s.migration->targetNode + " did not prepare within " +
-                std::to_string(options_.targetPrepareTimeout.count()) + " s";
+            s.migration->message = "node " + s.migration->targetNode + " did not prepare within " +
+                                   std::to_string(options_.targetPrepareTimeout.count()) + " s";
             s.migration->endTimestamp = api::nowRfc3339();
             return true;
           });

@@ -350,7 +350,8 @@ class SessionImpl final : public rpc::NodeSession::Server {
     auto vm = api::decodeStoredVirtualMachine(object);
     KJ_REQUIRE(vm.ok(), "undecodable VM in a migration report", vm.error().message);
     const auto& reported = vm.value();
-    KJ_REQUIRE(reported.status.migration.has_value(), "a migration report without status.migration");
+    KJ_REQUIRE(reported.status.migration.has_value(),
+               "a migration report without status.migration");
     std::string refusal;
     auto r = api::updateVirtualMachineStatus(
         impl_.store, reported.metadata.ns, reported.metadata.name,

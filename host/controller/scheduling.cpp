@@ -287,7 +287,6 @@ void SchedulingController::fillRequest(schema::ScheduleRequest::Builder request,
     unsigned r = 0;
     for (const auto& name : removedNodes_) removed.set(r++, name);
   }
-
 }
 
 void SchedulingController::scheduleOne(const VmKey& key) {
@@ -468,17 +467,17 @@ void SchedulingController::answerTarget(TargetQuery& q) {
     dirtyNodes_.insert(node);
     if (!nodes_.count(node) || node == q.source) {
       fullSync_ = true;
-      q.answer.set_value(Error{VMHOST_ERR_UNAVAILABLE,
-                               "the scheduler plugin chose node \"" + node +
-                                   "\", which is not a possible target",
-                               true});
+      q.answer.set_value(
+          Error{VMHOST_ERR_UNAVAILABLE,
+                "the scheduler plugin chose node \"" + node + "\", which is not a possible target",
+                true});
       return;
     }
     q.answer.set_value(node);
     return;
   }
-  q.answer.set_value(Error{VMHOST_ERR_FAILED_PRECONDITION,
-                           result.getUnschedulable().getMessage().cStr(), false});
+  q.answer.set_value(
+      Error{VMHOST_ERR_FAILED_PRECONDITION, result.getUnschedulable().getMessage().cStr(), false});
 }
 
 void SchedulingController::event(const api::VirtualMachine& vm, const char* type,

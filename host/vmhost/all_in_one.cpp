@@ -187,9 +187,10 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
     nodeTls = std::move(t.value());
     // libvirt's TLS migration reads the same certificate (qemu.conf's
     // migrate_tls_x509_cert_dir names this directory).
-    std::string dir = config.node.migrationTlsDir.empty()
-                          ? (std::filesystem::path(config.dataDir) / "node" / "migration-tls").string()
-                          : config.node.migrationTlsDir;
+    std::string dir =
+        config.node.migrationTlsDir.empty()
+            ? (std::filesystem::path(config.dataDir) / "node" / "migration-tls").string()
+            : config.node.migrationTlsDir;
     if (auto s = writeMigrationTls(*nodeTls, dir); !s.ok()) {
       std::fprintf(stderr, "%s: %s
 ", me.c_str(), s.error().message.c_str());

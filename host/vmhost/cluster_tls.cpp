@@ -153,8 +153,10 @@ Status writeMigrationTls(const NodeTls& tls, const std::string& dir) {
     const char* name;
     const std::string* pem;
     int mode;
-  } files[] = {{"ca-cert.pem", &tls.caPem, 0644},      {"server-cert.pem", &tls.certPem, 0644},
-               {"server-key.pem", &tls.keyPem, 0600},  {"client-cert.pem", &tls.certPem, 0644},
+  } files[] = {{"ca-cert.pem", &tls.caPem, 0644},
+               {"server-cert.pem", &tls.certPem, 0644},
+               {"server-key.pem", &tls.keyPem, 0600},
+               {"client-cert.pem", &tls.certPem, 0644},
                {"client-key.pem", &tls.keyPem, 0600}};
   for (const auto& f : files) {
     std::string path = (fs::path(dir) / f.name).string();

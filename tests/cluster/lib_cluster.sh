@@ -110,9 +110,12 @@ cluster_host_pids() { local d; d=$(cluster_host_dir "$1") && _cluster_pids_in "$
 # _cluster_node_pid I: the pid of hostI's node hook if it still runs (a pid
 # from node.pid that is no longer inside the host may be reused: never signal it).
 _cluster_node_pid() {
-  local pid
+  local pid inside
   pid=$(cat "$CLUSTER_DIR/host$1/node.pid" 2>/dev/null) || return 1
-  _cluster_pids_in "$CLUSTER_DIR/host$1/ns" | grep -qx "$pid" || return 1
+  # Not `_cluster_pids_in | grep -q`: under pipefail, grep's early exit
+  # (SIGPIPE to the lister) would fail the pipeline with the node running.
+  inside=$(_cluster_pids_in "$CLUSTER_DIR/host$1/ns")
+  grep -qx "$pid" <<<"$inside" || return 1
   echo "$pid"
 }
 

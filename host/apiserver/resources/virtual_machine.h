@@ -30,16 +30,16 @@ struct VmTraits {
   static void keepFromCurrent(T& next, const T& cur) { next.status = cur.status; }
   static void takeStatus(T& next, const T& in) { next.status = in.status; }
   static Json columns() {
-    return Json::array({column("Name", "string", "Name of the VM.", 0, "name"),
-                        column("Phase", "string", "Lifecycle phase."),
-                        column("Node", "string", "The node the VM is bound to."),
-                        column("Age", "string", "Time since creation."),
-                        column("Cores", "integer", "Virtual CPU cores.", 1),
-                        column("Memory", "string", "Guest memory.", 1),
-                        column("RunStrategy", "string", "Run strategy.", 1),
-                        column("Reason", "string", "Why the VM is not running, if known.", 1),
-                        column("Migration", "string",
-                               "The live migration in flight: its phase and target.", 1)});
+    return Json::array(
+        {column("Name", "string", "Name of the VM.", 0, "name"),
+         column("Phase", "string", "Lifecycle phase."),
+         column("Node", "string", "The node the VM is bound to."),
+         column("Age", "string", "Time since creation."),
+         column("Cores", "integer", "Virtual CPU cores.", 1),
+         column("Memory", "string", "Guest memory.", 1),
+         column("RunStrategy", "string", "Run strategy.", 1),
+         column("Reason", "string", "Why the VM is not running, if known.", 1),
+         column("Migration", "string", "The live migration in flight: its phase and target.", 1)});
   }
   static Json cells(const T& v) {
     std::string reason;

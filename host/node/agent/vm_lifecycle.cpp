@@ -106,7 +106,7 @@ Status NodeAgent::cleanup(const VmKey& key, const std::string& expectedUid, bool
     if (!meta.ok() || !meta.value()) return Ok{};  // not ours: never touch it
     if (!expectedUid.empty() && meta.value()->vm.uid != expectedUid) return Ok{};
     if (auto st = domain.value().state(); st.ok() && st.value().state == DomainState::kShutOff &&
-                                           st.value().reason == VIR_DOMAIN_SHUTOFF_MIGRATED) {
+                                          st.value().reason == VIR_DOMAIN_SHUTOFF_MIGRATED) {
       migrated = true;
     }
     if (auto s = domain.value().destroy(); !s.ok()) return s.error();

@@ -60,7 +60,9 @@ std::string migrateUriFor(const std::string& libvirtUri) {
 
 }  // namespace
 
-std::string NodeAgent::migratedMarker(const VmKey& key) const { return stateFile(key) + ".migrated"; }
+std::string NodeAgent::migratedMarker(const VmKey& key) const {
+  return stateFile(key) + ".migrated";
+}
 
 Status NodeAgent::reportMigration(const api::VirtualMachine& vm, api::MigrationState report) {
   auto s = control_.reportMigration(vm.metadata.ns, vm.metadata.name, report);
@@ -86,9 +88,9 @@ Status NodeAgent::reconcileMigrationTarget(const api::VirtualMachine& vm,
     if (domain) {
       auto state = domain->state();
       if (state.ok() && !isStoppedState(state.value().state)) {
-        std::fprintf(stderr, "node %s: vm %s/%s: removing the incoming domain of failed migration %s\n",
-                     options_.nodeName.c_str(), key.first.c_str(), key.second.c_str(),
-                     m.name.c_str());
+        std::fprintf(
+            stderr, "node %s: vm %s/%s: removing the incoming domain of failed migration %s\n",
+            options_.nodeName.c_str(), key.first.c_str(), key.second.c_str(), m.name.c_str());
       }
     }
     return cleanup(key, vm.metadata.uid, /*deleteData=*/false, /*migrated=*/true);
@@ -320,8 +322,8 @@ Status NodeAgent::reconcileMigrationSource(const api::VirtualMachine& vm,
   if (m.abortRequested) return failed("Cancelled", "cancelled before the migration started");
   if (state.value().state != DomainState::kRunning) {
     return failed("SourceNotRunning", std::string("the domain is ") +
-                                          domainStateName(state.value().state) +
-                                          " on node " + options_.nodeName + ", not running");
+                                          domainStateName(state.value().state) + " on node " +
+                                          options_.nodeName + ", not running");
   }
   if (!m.target) return failed("NoTarget", "the target published nothing to migrate to");
 
@@ -340,7 +342,8 @@ Status NodeAgent::reconcileMigrationSource(const api::VirtualMachine& vm,
   uint64_t diskBytes = 0;
   for (const auto& dev : m.target->copyDisks) {
     virDomainBlockInfo info{};
-    if (virDomainGetBlockInfo(domain->raw(), dev.c_str(), &info, 0) == 0) diskBytes += info.capacity;
+    if (virDomainGetBlockInfo(domain->raw(), dev.c_str(), &info, 0) == 0)
+      diskBytes += info.capacity;
   }
   if (migrationPlugin_ != nullptr) {
     capnp::MallocMessageBuilder message;
@@ -367,7 +370,8 @@ Status NodeAgent::reconcileMigrationSource(const api::VirtualMachine& vm,
     };
     ov.setAllowPostCopy(choice(p.allowPostCopy));
     ov.setAutoConverge(choice(p.autoConverge));
-    auto plan = migrationPlugin_->call<schema::MigrationPlan>(VMHOST_METHOD_MIGRATION_PLAN, message);
+    auto plan =
+        migrationPlugin_->call<schema::MigrationPlan>(VMHOST_METHOD_MIGRATION_PLAN, message);
     if (!plan.ok()) return failed("PlanFailed", "planning: " + plan.error().message);
     auto pl = plan.value().get();
     o.plan.bandwidthMiBps = pl.getBandwidthMiBps();
@@ -413,9 +417,9 @@ Status NodeAgent::reconcileMigrationSource(const api::VirtualMachine& vm,
   }
   event(vm, api::kEventTypeNormal, "MigrationStarted",
         "live-migrating to node " + m.targetNode +
-            (o.params.copyDisks.empty() ? std::string(" (shared storage)")
-                                        : " (copying " + std::to_string(o.params.copyDisks.size()) +
-                                              " disk(s))"));
+            (o.params.copyDisks.empty()
+                 ? std::string(" (shared storage)")
+                 : " (copying " + std::to_string(o.params.copyDisks.size()) + " disk(s))"));
   auto j = std::make_unique<SourceJob>(libvirt_, std::move(o));
   j->start();
   sourceJobs_[key] = SourceJobEntry{m.uid, std::move(j)};

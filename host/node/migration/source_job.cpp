@@ -75,7 +75,8 @@ void SourceJob::finish(SourceJobOutcome outcome) {
   if (outcome_) return;
   if (!outcome.ok && !abortReason_.empty()) {
     // libvirt says "operation aborted"; say who aborted it and why.
-    outcome.message = abortMessage_ + (outcome.message.empty() ? "" : " (libvirt: " + outcome.message + ")");
+    outcome.message =
+        abortMessage_ + (outcome.message.empty() ? "" : " (libvirt: " + outcome.message + ")");
     outcome.reason = abortReason_;
   }
   outcome_ = std::move(outcome);

@@ -56,9 +56,9 @@ struct SourceJobOptions {
 };
 
 struct SourceJobOutcome {
-  bool ok = false;          // libvirt reported the migration complete
-  std::string reason;       // not ok: MigrationFailed, AbortedByPlugin, Cancelled
-  std::string message;      // not ok: what libvirt or the plugin said
+  bool ok = false;              // libvirt reported the migration complete
+  std::string reason;           // not ok: MigrationFailed, AbortedByPlugin, Cancelled
+  std::string message;          // not ok: what libvirt or the plugin said
   api::MigrationResult result;  // ok: libvirt's completed figures
 };
 
@@ -94,7 +94,7 @@ class SourceJob {
   api::MigrationProgress progress_;
   bool progressChanged_ = false;
   std::optional<SourceJobOutcome> outcome_;
-  std::string abortReason_;   // set when the plugin or a cancel aborted the job
+  std::string abortReason_;  // set when the plugin or a cancel aborted the job
   std::string abortMessage_;
 
   // Monitor-thread state.
