@@ -70,6 +70,15 @@ bool SchedulingController::holdsResources(const api::VirtualMachine& vm) const {
   return !vm.status.nodeName.empty() && !terminalPhase(vm.status.phase);
 }
 
+std::string SchedulingController::incomingTarget(const api::VirtualMachine& vm) {
+  const auto& m = vm.status.migration;
+  if (!m || api::migrationStateFinished(*m) || m->targetNode.empty() ||
+      m->targetNode == vm.status.nodeName) {
+    return "";
+  }
+  return m->targetNode;
+}
+
 bool SchedulingController::wantsPlacement(const api::VirtualMachine& vm) const {
   return vm.status.nodeName.empty() && !vm.metadata.deletionTimestamp &&
          vm.spec.runStrategy != "Halted";
@@ -138,6 +147,12 @@ void SchedulingController::applyVm(const store::WatchEvent& event) {
       a.first -= held->cpuMillis;
       a.second -= held->memoryBytes;
       dirtyNodes_.insert(held->vm.status.nodeName);
+      if (auto t = incomingTarget(held->vm); !t.empty()) {
+        auto& b = allocated_[t];
+        b.first -= held->cpuMillis;
+        b.second -= held->memoryBytes;
+        dirtyNodes_.insert(t);
+      }
     }
   }
   if (event.type == store::WatchEventType::kDeleted) {
@@ -168,6 +183,15 @@ void SchedulingController::applyVm(const store::WatchEvent& event) {
     a.first += entry.cpuMillis;
     a.second += entry.memoryBytes;
     dirtyNodes_.insert(entry.vm.status.nodeName);
+    // A VM migrating to a node holds room there too until its migration
+    // ends (the target prepares before anything moves), though it stays
+    // bound to its source: neither a new VM nor another migration may take it.
+    if (auto t = incomingTarget(entry.vm); !t.empty()) {
+      auto& b = allocated_[t];
+      b.first += entry.cpuMillis;
+      b.second += entry.memoryBytes;
+      dirtyNodes_.insert(t);
+    }
   }
   if (held != nullptr &&
       (!holds || held->vm.status.nodeName != entry.vm.status.nodeName ||
@@ -417,34 +441,9 @@ void SchedulingController::answerTarget(TargetQuery& q) {
       return;
     }
   }
-  // A VM migrating to a node holds room there too until its migration ends
-  // (the target prepares before anything moves), though it stays bound to
-  // its source: counted for this question, so that two migrations do not
-  // pick the same room. Those nodes are sent with these figures, and again
-  // as the host counts them on the next call.
-  std::map<std::string, std::pair<int64_t, int64_t>> incoming;
-  for (const auto& [k, e] : vms_) {
-    const auto& m = e.vm.status.migration;
-    if (k == key || !m || api::migrationStateFinished(*m) || !holdsResources(e.vm) ||
-        m->targetNode.empty() || m->targetNode == e.vm.status.nodeName ||
-        !nodes_.count(m->targetNode)) {
-      continue;
-    }
-    incoming[m->targetNode].first += e.cpuMillis;
-    incoming[m->targetNode].second += e.memoryBytes;
-  }
-  for (const auto& [node, in] : incoming) {
-    allocated_[node].first += in.first;
-    allocated_[node].second += in.second;
-    dirtyNodes_.insert(node);
-  }
   capnp::MallocMessageBuilder message;
   fillRequest(message.initRoot<schema::ScheduleRequest>(), key, q.vm, q.vm.spec.cpu.cores * 1000,
               q.vm.spec.memory.value(), selector, q.source);
-  for (const auto& [node, in] : incoming) {
-    allocated_[node].first -= in.first;
-    allocated_[node].second -= in.second;
-  }
   auto reply = scheduler_.call<schema::ScheduleResult>(VMHOST_METHOD_SCHEDULER_SCHEDULE, message);
   if (!reply.ok()) {
     fullSync_ = true;
@@ -455,12 +454,10 @@ void SchedulingController::answerTarget(TargetQuery& q) {
   fullSync_ = false;
   dirtyNodes_.clear();
   removedNodes_.clear();
-  // What the plugin now believes about these is not what the host has: the
-  // source was sent unschedulable, the nodes receiving migrations with what
-  // they receive, and the chosen node holds the VM in its cache. They go
-  // again, as they are, on the next call.
+  // What the plugin now believes about these two is not what the host has:
+  // the source was sent unschedulable, and the chosen node holds the VM in
+  // its cache. Both go again, as they are, on the next call.
   dirtyNodes_.insert(q.source);
-  for (const auto& [node, in] : incoming) dirtyNodes_.insert(node);
   auto result = reply.value().get();
   if (result.isScheduled()) {
     std::string node = result.getScheduled().getNode().cStr();

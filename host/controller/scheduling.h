@@ -93,6 +93,9 @@ class SchedulingController {
   void applyVm(const store::WatchEvent& event);
   void applyNode(const store::WatchEvent& event);
   bool holdsResources(const api::VirtualMachine& vm) const;
+  // The node an unfinished live migration of `vm` goes to (it holds the
+  // VM's room there as well), or empty.
+  static std::string incomingTarget(const api::VirtualMachine& vm);
   bool wantsPlacement(const api::VirtualMachine& vm) const;
   void scheduleOne(const VmKey& key);
   // The plugin's request for one VM; `exclude` goes as unschedulable.

@@ -192,8 +192,7 @@ int runHost(Mode mode, const std::vector<std::string>& args) {
             ? (std::filesystem::path(config.dataDir) / "node" / "migration-tls").string()
             : config.node.migrationTlsDir;
     if (auto s = writeMigrationTls(*nodeTls, dir); !s.ok()) {
-      std::fprintf(stderr, "%s: %s
-", me.c_str(), s.error().message.c_str());
+      std::fprintf(stderr, "%s: %s\n", me.c_str(), s.error().message.c_str());
       return 1;
     }
   } else if (mode == Mode::kNode && !config.cluster.insecure) {

@@ -35,8 +35,9 @@
 #   [--disk-runs N (10)] [--drain-runs N (3)] [--fill-mib N (256)]
 #   [--phases shared,drain,local] [--quiet-wait SECONDS (0)] [--enforce-targets]
 set -euo pipefail
-BUILD=${1:?build dir}
-SRC=${2:?source dir}
+# Absolute: the node hooks run in the hosts' namespaces from another directory.
+BUILD=$(cd "${1:?build dir}" && pwd)
+SRC=$(cd "${2:?source dir}" && pwd)
 shift 2
 RUNS=10 DISK_RUNS=10 DRAIN_RUNS=3 FILL_MIB=256 PHASES=shared,drain,local QUIET_BUDGET=0 ENFORCE=0
 while [ $# -gt 0 ]; do
@@ -93,30 +94,36 @@ conditions() { echo "load $(cut -d' ' -f1 /proc/loadavg) others $(others)"; }
 cluster_test_begin vmhost-migration-bench
 migration_cluster_begin 2
 
-# The migrations' watch for the whole run, each line stamped on arrival
-# ("EPOCH NAME PHASE"); restarted if kubectl's watch ends. In its own session
-# so that its kubectl goes with it.
-watch_migrations() {
+# Two watches for the whole run, each line stamped on arrival; restarted if
+# kubectl's watch ends; each in its own session so that its kubectl goes with
+# it. $TDIR/watch: the migrations ("EPOCH NAME PHASE"); $TDIR/vmwatch: the
+# VMs' record ("EPOCH VM MIGRATION RECORD_PHASE NODE"), what the nodes write.
+watch_objects() {  # RESOURCE JSONPATH FILE
   while :; do
-    HOME="$WORK" KUBECONFIG="$WORK/ctl.kubeconfig" kubectl get virtualmachinemigrations -w \
-      -o jsonpath='{.metadata.name} {.status.phase}{"\n"}' 2>>"$TDIR/watch.err" |
+    HOME="$WORK" KUBECONFIG="$WORK/ctl.kubeconfig" kubectl get "$1" -w -o jsonpath="$2" 2>>"$3.err" |
       while IFS= read -r l; do echo "$EPOCHREALTIME $l"; done
     sleep 0.2
-  done >>"$TDIR/watch"
+  done >>"$3"
 }
-export -f watch_migrations
-export WORK TDIR
+export -f watch_objects
+export WORK
 : >"$TDIR/watch"
-WATCHER=
+: >"$TDIR/vmwatch"
+WATCHERS=()
 bench_cleanup() {
-  if [ -n "$WATCHER" ]; then kill -- "-$WATCHER" 2>/dev/null || true; fi
+  local w
+  for w in "${WATCHERS[@]}"; do kill -- "-$w" 2>/dev/null || true; done
   cluster_test_cleanup
 }
 EXTRA_CLEANUP=bench_cleanup
-start_watcher() {
-  [ -z "$WATCHER" ] || return 0
-  setsid bash -c watch_migrations </dev/null >/dev/null 2>&1 &
-  WATCHER=$!
+start_watchers() {
+  setsid bash -c 'watch_objects "$@"' _ virtualmachinemigrations \
+    '{.metadata.name} {.status.phase}{"\n"}' "$TDIR/watch" </dev/null >/dev/null 2>&1 &
+  WATCHERS+=($!)
+  setsid bash -c 'watch_objects "$@"' _ virtualmachines \
+    '{.metadata.name} {.status.migration.name} {.status.migration.phase} {.status.nodeName}{"\n"}' \
+    "$TDIR/vmwatch" </dev/null >/dev/null 2>&1 &
+  WATCHERS+=($!)
 }
 
 # need DESCRIPTION COMMAND...: check, and return 1 if it failed.
@@ -197,6 +204,27 @@ phases_of() {
   awk -v n="$1" -v t0="$2" '$2 == n && NF >= 3 && !($3 in s) { s[$3] = $1; o[++k] = $3 }
     END { for (i = 1; i <= k; i++) printf "%s %.2f ", o[i], s[o[i]] - t0 }' "$TDIR/watch"
 }
+# record_of NAME T0 TARGET: the VM's record of migration NAME: first sight of
+# each of its phases, and of the VM bound to TARGET ("bound"), s since T0.
+record_of() {
+  awk -v n="$1" -v t0="$2" -v to="$3" '$3 == n && NF >= 4 && !($4 in s) { s[$4] = $1; o[++k] = $4 }
+    $3 == n && NF >= 5 && $5 == to && !("bound" in s) { s["bound"] = $1; o[++k] = "bound" }
+    END { for (i = 1; i <= k; i++) printf "%s %.2f ", o[i], s[o[i]] - t0 }' "$TDIR/vmwatch"
+}
+# PHASE_COLUMNS: what KIND.phases holds per vmhost run (s after the apply; - if not seen).
+PHASE_COLUMNS="Pending Scheduling PreparingTarget rec:TargetReady rec:Running Running rec:Succeeded rec:bound Succeeded"
+phase_row() {  # NAME T0 TARGET
+  local p r c v row=""
+  p=$(phases_of "$1" "$2") r=$(record_of "$1" "$2" "$3")
+  for c in $PHASE_COLUMNS; do
+    case $c in
+      rec:*) v=$(awk -v k="${c#rec:}" '{ for (i = 1; i < NF; i += 2) if ($i == k) { print $(i + 1); exit } }' <<<"$r") ;;
+      *) v=$(awk -v k="$c" '{ for (i = 1; i < NF; i += 2) if ($i == k) { print $(i + 1); exit } }' <<<"$p") ;;
+    esac
+    row+="${v:--} "
+  done
+  echo "$row"
+}
 
 # vmhost_run KIND VM FROM TO RUN: one VirtualMachineMigration, timed; appends
 # "WALL_S TOTAL_MS DOWNTIME_MS BYTES" to $TDIR/KIND.vmhost. Returns 1 if it failed.
@@ -235,7 +263,8 @@ YAML
     -v how="$how" -v c="$cond" -v k="$kind" -v e="$(mig_field "$name" .status.result.endedBy)" \
     'BEGIN { printf "[%s] run %s vmhost %s->%s: wall %.2f s (%s), migration %s ms, downtime %s ms, data %.1f MiB, ended by %s; %s\n",
              k, r, f, t, w, how, tm, d, b / 1048576, e, c }'
-  echo "    phases (s after apply): $(phases_of "$name" "$t0")"
+  echo "    phases (s after apply): $(phases_of "$name" "$t0")| the VM's record: $(record_of "$name" "$t0" "$to")"
+  phase_row "$name" "$t0" "$to" >>"$TDIR/$kind.phases"
   # Settled (not timed): bound to the target, running there, gone from the source.
   settled() { [ "$(vm_node "$vm")" = "$to" ] && [ "$(domstate "$to" "$vm")" = running ] && ! has_domain "$from" "$vm"; }
   wait_for 60 settled || echo "    note: 60 s after Succeeded: bound to '$(vm_node "$vm")', $to '$(domstate "$to" "$vm")', $from has the domain: $(has_domain "$from" "$vm" && echo yes || echo no)"
@@ -261,7 +290,10 @@ virsh_run() {
   fi
   cond=$(conditions)
   t0=$EPOCHREALTIME
-  timeout 900 virsh -c "$(cluster_libvirt_uri "$from")" migrate --live --p2p --persistent --undefinesource \
+  # vmhost's flags: live, peer-to-peer, persistent on the target; its source
+  # agent undefines the source's definition afterwards, as done here after
+  # the source's job figures are read.
+  timeout 900 virsh -c "$(cluster_libvirt_uri "$from")" migrate --live --p2p --persistent \
     "$@" "$dom" "qemu+tcp://$ip/system" "tcp://$ip" >"$TDIR/virsh.out" 2>&1 || rc=$?
   t1=$EPOCHREALTIME
   if [ $rc -ne 0 ]; then
@@ -270,7 +302,11 @@ virsh_run() {
     [ -z "${RAW_DISK:-}" ] || rm -f "$(cluster_host_dir "$to")$RAW_DISK"
     return 1
   fi
-  info=$(timeout 20 virsh -c "$(cluster_libvirt_uri "$to")" domjobinfo --completed "$dom" 2>&1) || true
+  # The source's figures (the target's lack the disk's bytes), as vmhost reads them.
+  info=$(timeout 20 virsh -c "$(cluster_libvirt_uri "$from")" domjobinfo --completed "$dom" 2>&1) || true
+  [ -s "$TDIR/jobinfo.$kind" ] || printf '%s\n' "$info" >"$TDIR/jobinfo.$kind"
+  timeout 60 virsh -c "$(cluster_libvirt_uri "$from")" undefine "$dom" >/dev/null 2>&1 ||
+    echo "    note: undefine of $dom on $from failed"
   elapsed=$(sed -n 's/^Time elapsed: *\([0-9]*\) *ms *$/\1/p' <<<"$info")
   down=$(sed -n 's/^Total downtime: *\([0-9]*\) *ms *$/\1/p' <<<"$info")
   data=$(sed -n 's/^Data processed: *//p' <<<"$info")
@@ -288,7 +324,7 @@ virsh_run() {
 # stats FILE COLUMN: "min median max n" (median of an even count: the mean of the middle two)
 stats() {
   [ -s "$1" ] || { echo "- - - 0"; return; }
-  cut -d' ' -f"$2" "$1" | grep -v '?' | sort -g |
+  cut -d' ' -f"$2" "$1" | grep -v -e '?' -e '^-*$' | sort -g |
     awk '{ v[NR] = $1 } END { if (NR == 0) { print "- - - 0"; exit }
       m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
       printf "%s %s %s %d\n", v[1], m, v[NR], NR }'
@@ -316,7 +352,20 @@ summarize() {
     line "virsh downtime (libvirt)" "$xf" 3 ms 1
     line "vmhost data moved (MiB)" "$vf" 4 MiB 0.00000095367431640625
     line "virsh data moved (MiB)" "$xf" 4 MiB 0.00000095367431640625
+    if [ -s "$TDIR/$kind.phases" ]; then
+      local c i=0 row=""
+      for c in $PHASE_COLUMNS; do
+        i=$((i + 1))
+        row+="$c $(median "$TDIR/$kind.phases" "$i"), "
+      done
+      echo "  vmhost, first seen (median s after the apply; rec: the VM's record, bound: the VM on the target):"
+      echo "    ${row%, }"
+    fi
   } >>"$SUMMARY"
+  if [ -s "$TDIR/jobinfo.$kind" ]; then
+    echo "bench: [$kind] virsh domjobinfo --completed on the source after run 1:"
+    sed 's/^/    /' "$TDIR/jobinfo.$kind"
+  fi
   vw=$(median "$vf" 1) xw=$(median "$xf" 1)
   if [ "$vw" != - ] && [ "$xw" != - ]; then
     rt=$(awk -v a="$vw" -v b="$xw" 'BEGIN { printf "%.2f", a / b }')
@@ -427,7 +476,6 @@ phase_local() {
   alternate local "$vm" "$dom" "$a" "$DISK_RUNS" --copy-storage-all
   RAW_DISK=
   summarize local "128 MiB guest, 1 GiB local disk copied (image with ${FILL_MIB} MiB of random data), $DISK_RUNS runs each, alternating"
-  echo "  the marker after the last move: vmhost $(grep -ho 'vmhost-guest: marker vda [^ ]*' "$(console_of "$(vm_node "$vm")" "$vm")" 2>/dev/null | tail -n 1 | tr -d '\r')" >>"$SUMMARY"
   delete_vm "$vm"
   raw_remove "$dom"
 }
@@ -477,7 +525,8 @@ phase_drain() {
     local names=() m detail=""
     mapfile -t names < <(sort -k2 -g "$TDIR/drain$r.done" | cut -d' ' -f1)
     for m in "${names[@]}"; do
-      detail+="$(mig_field "$m" '.spec.vmName}:{.status.result.totalMs}/{.status.result.downtimeMs}') ms "
+      detail+="$(mig_field "$m" '.spec.vmName} {.status.result.totalMs} {.status.result.downtimeMs' |
+        awk '{ printf "%s %s/%s ms", $1, $2, $3 }'), "
     done
     if [ $rc -ne 0 ] || ! all_on "$dst"; then
       fail "[drain] run $r: vmctl drain $src exit $rc; all on $dst: $(all_on "$dst" && echo yes || echo no)"
@@ -509,7 +558,7 @@ phase_drain() {
 }
 
 start_agents shared-dir
-start_watcher
+start_watchers
 case ",$PHASES," in *,shared,*) phase_shared || true ;; esac
 case ",$PHASES," in *,drain,*) phase_drain || true ;; esac
 case ",$PHASES," in *,local,*) phase_local || true ;; esac
