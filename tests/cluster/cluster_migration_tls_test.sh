@@ -94,8 +94,16 @@ check "[tls] the guest ticks on $dst" wait_for 30 ticks_on "$dst" "$VM" 2
 
 # A target certificate the source cannot trust: the TLS handshake fails.
 back=$src
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TDIR/rogue.key" -out "$TDIR/rogue.crt" \
-  -days 1 -subj "/CN=$back" 2>/dev/null
+# (A server certificate like the node's, for the node's name, but signed by
+# another CA.)
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TDIR/rogue-ca.key" -out "$TDIR/rogue-ca.crt" \
+  -days 1 -subj "/CN=rogue-ca" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout "$TDIR/rogue.key" -out "$TDIR/rogue.csr" \
+  -subj "/CN=$back" 2>/dev/null
+printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n' \
+  >"$TDIR/rogue.ext"
+openssl x509 -req -in "$TDIR/rogue.csr" -CA "$TDIR/rogue-ca.crt" -CAkey "$TDIR/rogue-ca.key" \
+  -CAcreateserial -out "$TDIR/rogue.crt" -days 1 -extfile "$TDIR/rogue.ext" 2>/dev/null
 cp "$TDIR/rogue.crt" "$(tls_dir "$back")/server-cert.pem"
 cp "$TDIR/rogue.key" "$(tls_dir "$back")/server-key.pem"
 phase=$(migrate "$VM" "$back" tls-rogue)

@@ -84,7 +84,9 @@ last_tick() {  # HOST VM: "N UPTIME DISK" of the last tick the guest printed on 
     "$(console_of "$1" "$2")" 2>/dev/null | tr -d '\r' | tail -n 1
 }
 ticks_on() {  # HOST VM MIN: the guest ticked at least MIN times on HOST
-  [ "$(grep -c 'vmhost-guest: tick ' "$(console_of "$1" "$2")" 2>/dev/null || echo 0)" -ge "$3" ]
+  local n
+  n=$(grep -c 'vmhost-guest: tick ' "$(console_of "$1" "$2")" 2>/dev/null) || true
+  [ "${n:-0}" -ge "$3" ]
 }
 mac_of() {  # HOST VM: the MAC of the domain's NIC in HOST's libvirt
   timeout 20 virsh -c "$(cluster_libvirt_uri "$1")" domiflist "default_$2" 2>/dev/null |
