@@ -27,15 +27,27 @@ migration_cluster_begin 2
 MIG_SEQ=0
 LAST_MIGRATION=
 
-# prove_move VM FROM TO LABEL: migrates VM FROM -> TO and checks everything.
+# prove_move VM FROM TO LABEL [vmctl]: migrates VM FROM -> TO (a
+# VirtualMachineMigration applied with kubectl, or `vmctl migrate --to
+# --wait`) and checks everything.
 prove_move() {
-  local vm=$1 from=$2 to=$3 label=$4 before after phase n0 u0 d0 n1 u1 d1 mac0
+  local vm=$1 from=$2 to=$3 label=$4 how=${5:-kubectl} before after phase n0 u0 d0 n1 u1 d1 mac0
   before=$(last_tick "$from" "$vm")
   read -r n0 u0 d0 <<<"$before"
   mac0=$(mac_of "$from" "$vm")
   MIG_SEQ=$((MIG_SEQ + 1))
-  LAST_MIGRATION="$vm-m$MIG_SEQ"
-  phase=$(migrate "$vm" "$to" "$LAST_MIGRATION")
+  if [ "$how" = vmctl ]; then
+    local rc=0
+    vmctl ctl migrate "$vm" --to "$to" --wait --timeout=3m >"$TDIR/vmctl-migrate.out" 2>&1 || rc=$?
+    tail -n 3 "$TDIR/vmctl-migrate.out"
+    LAST_MIGRATION=$(sed -n 's|^virtualmachinemigration.vmhost.io/\([^ ]*\) created$|\1|p' "$TDIR/vmctl-migrate.out")
+    check "[$label] vmctl migrate --wait exits 0 and says where, how long, the downtime and the data" \
+      sh -c "[ $rc -eq 0 ] && grep -Eq '^migrated $vm to $to in [0-9.]+ s \(downtime [0-9]+ ms, [0-9.]+ MiB moved' '$TDIR/vmctl-migrate.out'"
+    phase=$(mig_phase "$LAST_MIGRATION")
+  else
+    LAST_MIGRATION="$vm-m$MIG_SEQ"
+    phase=$(migrate "$vm" "$to" "$LAST_MIGRATION")
+  fi
   check "[$label] $vm $from -> $to: the migration Succeeded (got '$phase': $(mig_field "$LAST_MIGRATION" .status.message))" \
     test "$phase" = Succeeded
   kctl ctl get virtualmachinemigrations "$LAST_MIGRATION" -o wide 2>/dev/null || true
@@ -84,7 +96,7 @@ run_phase() {  # STORAGE VM
     sh -c "last=\$(sed -n 's/.*tick [0-9]* uptime=[0-9.]* disk=//p' '$(console_of "$first" "$vm")' | tr -d '\r' | tail -n 1); [ \"\$last\" = 'vmhost-marker:$vm-marker' ]"
   prove_move "$vm" "$first" "$second" "$storage"
   sleep 2
-  prove_move "$vm" "$second" "$first" "$storage"
+  prove_move "$vm" "$second" "$first" "$storage" vmctl
 }
 
 run_phase shared-dir mig-shared
