@@ -309,24 +309,14 @@ Json encodeStatus(const VirtualMachineMigrationStatus& s) {
 
 Decoded<VirtualMachineMigration> decodeVirtualMachineMigration(const Json& j,
                                                                FieldValidation mode) {
-  Decoded<VirtualMachineMigration> out;
-  Decoder d(mode);
-  if (d.object(j, "", {"apiVersion", "kind", "metadata", "spec", "status"})) {
-    if (auto it = j.find("metadata"); it != j.end()) {
-      decodeMeta(d, *it, "metadata", out.value.metadata);
-    }
-    if (auto it = j.find("spec"); it != j.end() && !it->is_null()) {
-      decodeSpec(d, *it, "spec", out.value.spec);
-    } else {
-      d.errors.push_back(required("spec"));
-    }
-    if (auto it = j.find("status"); it != j.end()) {
-      decodeStatus(d, *it, "status", out.value.status);
-    }
-  }
-  out.errors = std::move(d.errors);
-  out.warnings = std::move(d.warnings);
-  return out;
+  return decodeEnvelope<VirtualMachineMigration>(
+      j, mode,
+      [](Decoder& d, const Json& v, const std::string& path, VirtualMachineMigrationSpec& out) {
+        decodeSpec(d, v, path, out);
+      },
+      [](Decoder& d, const Json& v, const std::string& path, VirtualMachineMigrationStatus& out) {
+        decodeStatus(d, v, path, out);
+      });
 }
 
 FieldErrors validateVirtualMachineMigration(const VirtualMachineMigration& m) {

@@ -421,24 +421,14 @@ void decodeStatus(Decoder& d, const Json& j, const std::string& path, VirtualMac
 }  // namespace
 
 Decoded<VirtualMachine> decodeVirtualMachine(const Json& j, FieldValidation mode) {
-  Decoded<VirtualMachine> out;
-  Decoder d(mode);
-  if (d.object(j, "", {"apiVersion", "kind", "metadata", "spec", "status"})) {
-    if (auto it = j.find("metadata"); it != j.end()) {
-      decodeMeta(d, *it, "metadata", out.value.metadata);
-    }
-    if (auto it = j.find("spec"); it != j.end() && !it->is_null()) {
-      decodeSpec(d, *it, "spec", out.value.spec);
-    } else {
-      d.errors.push_back(required("spec"));
-    }
-    if (auto it = j.find("status"); it != j.end()) {
-      decodeStatus(d, *it, "status", out.value.status);
-    }
-  }
-  out.errors = std::move(d.errors);
-  out.warnings = std::move(d.warnings);
-  return out;
+  return decodeEnvelope<VirtualMachine>(
+      j, mode,
+      [](Decoder& d, const Json& v, const std::string& path, VirtualMachineSpec& out) {
+        decodeSpec(d, v, path, out);
+      },
+      [](Decoder& d, const Json& v, const std::string& path, VirtualMachineStatus& out) {
+        decodeStatus(d, v, path, out);
+      });
 }
 
 FieldErrors validateVirtualMachineSpec(const VirtualMachineSpec& s) {

@@ -205,6 +205,31 @@ struct Decoded {
   bool ok() const { return errors.empty(); }
 };
 
+// The envelope of a kind with a required spec: apiVersion, kind, metadata,
+// spec (decodeSpec) and status (decodeStatus), unknown fields per `mode`.
+template <typename T, typename SpecFn, typename StatusFn>
+Decoded<T> decodeEnvelope(const Json& j, FieldValidation mode, SpecFn decodeSpec,
+                          StatusFn decodeStatus) {
+  Decoded<T> out;
+  Decoder d(mode);
+  if (d.object(j, "", {"apiVersion", "kind", "metadata", "spec", "status"})) {
+    if (auto it = j.find("metadata"); it != j.end()) {
+      decodeMeta(d, *it, "metadata", out.value.metadata);
+    }
+    if (auto it = j.find("spec"); it != j.end() && !it->is_null()) {
+      decodeSpec(d, *it, "spec", out.value.spec);
+    } else {
+      d.errors.push_back(required("spec"));
+    }
+    if (auto it = j.find("status"); it != j.end()) {
+      decodeStatus(d, *it, "status", out.value.status);
+    }
+  }
+  out.errors = std::move(d.errors);
+  out.warnings = std::move(d.warnings);
+  return out;
+}
+
 // Types and formats only (a malformed quantity is an error here); semantic
 // rules are in validate*(). apiVersion and kind are accepted, not checked:
 // the caller knows which endpoint the object came through.
