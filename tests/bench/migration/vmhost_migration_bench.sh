@@ -63,9 +63,13 @@ require_tools setsid:util-linux pgrep:procps sha256sum:coreutils
 
 MAX_DOWNTIME_MS=300
 FAILED_RUNS=()
-echo "bench: started $(date -u +%FT%TZ), commit $(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo '?')$(
-  git -C "$SRC" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)'), vmhost sha256 $(
-  sha256sum "$VMHOST" | cut -c1-12)"
+build_id() {
+  echo "commit $(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo '?')$(
+    git -C "$SRC" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)'), vmhost sha256 $(
+    sha256sum "$VMHOST" | cut -c1-12)"
+}
+BUILD_AT_START=$(build_id)
+echo "bench: started $(date -u +%FT%TZ), $BUILD_AT_START"
 echo "bench: nproc $(nproc), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), $(
   awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), TCG, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -576,6 +580,7 @@ echo
 echo "==== summary: vmhost_migration_bench ($(date -u +%FT%TZ)) ===="
 echo "machine: nproc $(nproc), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), $(
   awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), QEMU TCG, load now $(cut -d' ' -f1-3 /proc/loadavg); waited ${QUIET_USED} s for other tests"
+echo "build: $BUILD_AT_START$([ "$(build_id)" = "$BUILD_AT_START" ] || echo "; at the end: $(build_id) (rebuilt during the run)")"
 cat "$SUMMARY"
 if [ ${#FAILED_RUNS[@]} -gt 0 ]; then
   echo "failed runs (${#FAILED_RUNS[@]}):"
