@@ -5,8 +5,10 @@
 #include "api/timestamps.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdio>
 #include <ctime>
+#include <mutex>
 #include <thread>
 
 namespace vmhost::controller {
@@ -32,13 +34,62 @@ MigrationController::MigrationController(store::Store& store, SchedulingControll
     : store_(store), scheduling_(scheduling), options_(options) {}
 
 void MigrationController::run(std::stop_token stop) {
+  // Woken by any change to a migration or a VM (the nodes write the VMs'
+  // records), so that each step follows the last without waiting for the
+  // next period; a pass that wrote anything is followed by another at once
+  // (new -> Pending -> Scheduling needs no waiting). `interval` is only the
+  // longest sleep.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool woken = true;
+  auto wake = [&] {
+    std::lock_guard lock(mu);
+    woken = true;
+    cv.notify_one();
+  };
+  std::unique_ptr<store::Watch> migrations, vms;
   while (!stop.stop_requested()) {
-    reconcileOnce();
-    auto until = std::chrono::steady_clock::now() + options_.interval;
-    while (!stop.stop_requested() && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!migrations || !vms) {
+      migrations.reset();
+      vms.reset();
+      if (auto rev = store_.currentRevision(); rev.ok()) {
+        auto m = store_.watch(api::kMigrationsResource, "", rev.value());
+        auto v = store_.watch(api::kVirtualMachinesResource, "", rev.value());
+        if (m.ok() && v.ok()) {
+          migrations = std::move(m.value());
+          vms = std::move(v.value());
+          migrations->setNotify(wake);
+          vms->setNotify(wake);
+        }
+      }
     }
+    // What the watches hold only says "look again": drained, bounded.
+    for (store::Watch* w : {migrations.get(), vms.get()}) {
+      for (int n = 0; w != nullptr && n < 100000; ++n) {
+        auto e = w->tryNext();
+        if (!e) break;
+        if (e->type == store::WatchEventType::kError) {
+          migrations.reset();
+          vms.reset();
+          break;
+        }
+      }
+    }
+    for (int round = 0; round < 8 && !stop.stop_requested(); ++round) {
+      auto before = store_.currentRevision();
+      reconcileOnce();
+      auto after = store_.currentRevision();
+      if (!before.ok() || !after.ok() || before.value() == after.value()) break;
+    }
+    std::unique_lock lock(mu);
+    // A target question in flight is answered by the scheduler's next round:
+    // looked at again soon.
+    auto wait = asked_.empty() ? options_.interval : std::chrono::milliseconds(20);
+    cv.wait_for(lock, wait, [&] { return woken || stop.stop_requested(); });
+    woken = false;
   }
+  if (migrations) migrations->setNotify(nullptr);
+  if (vms) vms->setNotify(nullptr);
 }
 
 void MigrationController::event(const api::VirtualMachineMigration& m, const char* type,
