@@ -5,7 +5,8 @@
 # to strike while it runs. Both hosts' libvirt are sampled every 0.5 s
 # throughout: never two running copies.
 #   - cancel (delete the migration) mid-way: Failed (Cancelled), the guest
-#     runs on the source, the target holds no domain and no disk;
+#     runs on the source, the target holds no domain, no disk and no tap (the
+#     guest's NIC is on a bridge in each host);
 #   - the target host cut off the network mid-way: Failed with the reason
 #     once TCP gives up on the target (tcp_retries2 lowered, as the operator
 #     guide advises), the guest runs on the source; back on the network, the
@@ -26,6 +27,11 @@ SRC=${2:?source dir}
 
 cluster_test_begin vmhost-cluster-migration-faults
 migration_cluster_begin 2
+# A bridge in each host for the guest's NIC: the target's libvirt makes a tap
+# on it for the incoming guest, which a failed migration must not leave.
+for h in host1 host2; do
+  cluster_exec "$h" sh -c "ip link add vmhbr0 type bridge && ip link set vmhbr0 up"
+done
 start_agents local
 
 VM=faulty
@@ -34,12 +40,16 @@ write_guest_vm_args "$TDIR/$VM.yaml" "$VM" 128Mi "vmhost.ticker=1 vmhost.fill=48
   - {name: data}
   volumes:
   - name: data
-    persistent: {claimName: $VM-data, size: 16Mi}"
+    persistent: {claimName: $VM-data, size: 16Mi}
+  interfaces:
+  - {name: nic0, bridge: vmhbr0}"
 vmctl ctl apply -f "$TDIR/$VM.yaml" >/dev/null
 check "$VM reaches Running" wait_phase ctl "$VM" Running 300
 HOME_NODE=$(vm_node "$VM")
 other() { if [ "$1" = host1 ]; then echo host2; else echo host1; fi; }
 check "the guest ticks (its RAM filled)" wait_for 90 ticks_on "$HOME_NODE" "$VM" 3
+one_tap() { [ "$(taps_on "$1")" -eq 1 ]; }  # HOST
+check "its NIC is a tap on $HOME_NODE's bridge" wait_for 30 one_tap "$HOME_NODE"
 watch_copies "$VM" "$TDIR/copies"
 faults_cleanup() {
   kill "$WATCH_PID" 2>/dev/null || true
@@ -47,8 +57,10 @@ faults_cleanup() {
 }
 EXTRA_CLEANUP=faults_cleanup
 
-target_clean() {  # HOST: no domain and no disk of the VM there
-  ! has_domain "$1" "$VM" && ! find "$(cluster_host_dir "$1")/pool" -name "*$VM-data*" 2>/dev/null | grep -q .
+taps_on() { cluster_exec "$1" ip -o link show master vmhbr0 2>/dev/null | grep -c . || true; }  # HOST
+target_clean() {  # HOST: no domain, no disk and no tap of the VM there
+  ! has_domain "$1" "$VM" && ! find "$(cluster_host_dir "$1")/pool" -name "*$VM-data*" 2>/dev/null | grep -q . &&
+    [ "$(taps_on "$1")" -eq 0 ]
 }
 on_source() {  # HOST: bound to HOST and running there
   [ "$(vm_node "$VM")" = "$1" ] && [ "$(domstate "$1" "$VM")" = running ]
@@ -62,7 +74,8 @@ kctl ctl delete virtualmachinemigration cancel-1 --wait=false >/dev/null
 gone() { ! kctl ctl get virtualmachinemigration "$1" >/dev/null 2>&1; }
 check "[cancel] the deleted migration goes once the job is aborted" wait_for 60 gone cancel-1
 check "[cancel] the guest still runs on the source $src" on_source "$src"
-check "[cancel] the target $dst holds no domain and no disk" wait_for 30 target_clean "$dst"
+check "[cancel] the target $dst holds no domain, no disk and no tap" wait_for 30 target_clean "$dst"
+check "[cancel] the source $src keeps its tap" test "$(taps_on "$src")" -eq 1
 vmctl ctl get events 2>/dev/null | grep -i "cancel" | tail -n 3 || true
 
 # ---- the target host cut off mid-way
@@ -85,7 +98,7 @@ check "[cut] its message names the step and libvirt's words: $msg" \
 check "[cut] the guest still runs on the source $src" on_source "$src"
 cluster_restore "$dst"
 check "[cut] back on the network: the target $dst is Ready" wait_for 60 ready "$dst"
-check "[cut] the target $dst holds no domain and no disk" wait_for 60 target_clean "$dst"
+check "[cut] the target $dst holds no domain, no disk and no tap" wait_for 60 target_clean "$dst"
 
 # ---- kill -9 of each party mid-way: completes (or fails) cleanly
 kill_party() {  # PARTY SRC DST
@@ -120,14 +133,15 @@ for party in source target controller; do
   if [ "$phase" = Succeeded ]; then
     check "[kill $party] the VM is bound to the target $dst" test "$(vm_node "$VM")" = "$dst"
     check "[kill $party] the guest runs on $dst" wait_for 30 on_source "$dst"
-    check "[kill $party] the source $src holds no domain and no disk" wait_for 60 target_clean "$src"
+    check "[kill $party] the source $src holds no domain, no disk and no tap" wait_for 60 target_clean "$src"
+    check "[kill $party] the guest's NIC is a tap on $dst" test "$(taps_on "$dst")" -eq 1
     check "[kill $party] the guest ticks on $dst" wait_for 30 ticks_on "$dst" "$VM" 2
     read -r n0 _ <<<"$before"
     read -r n1 _ <<<"$(last_tick "$dst" "$VM")"
     check "[kill $party] the counter continued ($n0 -> $n1)" test "${n1:-0}" -gt "${n0:-0}"
   else
     check "[kill $party] the guest runs on the source $src" on_source "$src"
-    check "[kill $party] the target $dst holds no domain and no disk" wait_for 60 target_clean "$dst"
+    check "[kill $party] the target $dst holds no domain, no disk and no tap" wait_for 60 target_clean "$dst"
   fi
   check "[kill $party] one running copy" test "$(running_copies "$VM")" -eq 1
 done
