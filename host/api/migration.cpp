@@ -10,16 +10,6 @@ namespace vmhost::api {
 
 namespace {
 
-template <size_t N>
-std::vector<std::string> values(const char* const (&list)[N]) {
-  return std::vector<std::string>(std::begin(list), std::end(list));
-}
-
-template <size_t N>
-bool oneOf(const std::string& v, const char* const (&list)[N]) {
-  return std::any_of(std::begin(list), std::end(list), [&](const char* s) { return v == s; });
-}
-
 std::string joinErrors(const FieldErrors& errs) {
   std::string out;
   for (const auto& e : errs) out += (out.empty() ? "" : "; ") + e.toString();

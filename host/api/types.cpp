@@ -10,16 +10,6 @@ namespace vmhost::api {
 
 namespace {
 
-template <size_t N>
-std::vector<std::string> values(const char* const (&list)[N]) {
-  return std::vector<std::string>(std::begin(list), std::end(list));
-}
-
-template <size_t N>
-bool oneOf(const std::string& v, const char* const (&list)[N]) {
-  return std::any_of(std::begin(list), std::end(list), [&](const char* s) { return v == s; });
-}
-
 // Reads obj[key] as a quantity; a malformed one is an Invalid error quoting
 // Kubernetes' regular expression.
 bool quantity(Decoder& d, const Json& obj, std::string_view key, const std::string& path,

@@ -6,8 +6,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <string>
@@ -56,6 +58,20 @@ FieldError notSupported(std::string field, const Json& value,
 FieldError duplicate(std::string field, const Json& value);
 FieldError forbidden(std::string field, std::string detail);
 FieldError tooLong(std::string field, size_t max);
+
+// An enum's values (a `const char* const[]` such as kRunStrategies): as a
+// list for notSupported(), and whether `v` is one of them.
+template <size_t N>
+std::vector<std::string> values(const char* const (&list)[N]) {
+  return std::vector<std::string>(std::begin(list), std::end(list));
+}
+template <size_t N>
+bool oneOf(const std::string& v, const char* const (&list)[N]) {
+  for (const char* s : list) {
+    if (v == s) return true;
+  }
+  return false;
+}
 
 // How unknown fields are treated (the fieldValidation query parameter).
 enum class FieldValidation : uint8_t { kIgnore, kWarn, kStrict };
