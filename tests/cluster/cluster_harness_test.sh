@@ -32,26 +32,10 @@ reach() { timeout 3 bash -c "</dev/tcp/$1/16509" 2>/dev/null; }
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# On failure, show the hosts' logs before harness.sh's cleanup prints its own.
-cluster_test_cleanup() {
-  if [ "${rc:-0}" -ne 0 ] || [ "$FAILURES" -ne 0 ]; then
-    local f
-    for f in "$CLUSTER_DIR"/host*/log/*.log "$CLUSTER_DIR"/host*/var/log/libvirt/*.log \
-      "$CLUSTER_DIR"/host*/var/log/libvirt/qemu/*.log; do
-      [ -s "$f" ] && { echo "== $f"; tail -n 30 "$f"; }
-    done
-  fi
-  cluster_down --keep || rc=1
-  if [ "${rc:-0}" -ne 0 ] || [ "$FAILURES" -ne 0 ]; then
-    echo "--- the cluster's state and logs are kept in $TDIR"
-  else
-    rm -rf "$TDIR"
-  fi
-}
-# The cluster and this test's files in a directory of their own (kept on failure).
-TDIR=$(mktemp -d /tmp/vmhost-cluster-test-XXXXXX)
-CLUSTER_DIR="$TDIR/cluster"
-EXTRA_CLEANUP=cluster_test_cleanup
+# The cluster and this test's files in a directory of their own (kept, with
+# these logs printed, on failure).
+cluster_scratch_begin vmhost-cluster-test
+CLUSTER_TEST_LOGS="$CLUSTER_DIR/host*/log/*.log $CLUSTER_DIR/host*/var/log/libvirt/*.log $CLUSTER_DIR/host*/var/log/libvirt/qemu/*.log"
 
 require_tools python3:python3 setpriv:util-linux
 

@@ -52,6 +52,34 @@ CLUSTER_LIBVIRTD_TIMEOUT=${VMHOST_CLUSTER_LIBVIRTD_TIMEOUT:-180}
 
 cluster_log() { echo "cluster: $*" >&2; }
 
+# cluster_scratch_begin PREFIX: a directory /tmp/PREFIX-XXXXXX (TDIR) for a
+# test, with the cluster's state in CLUSTER_DIR; on exit the cluster goes
+# down and, when the test failed ($FAILURES or $rc non-zero), the files
+# CLUSTER_TEST_LOGS names (globs) are printed and TDIR is kept, otherwise
+# removed. For the harness's own tests; vmhost's add theirs
+# (lib_cluster_vmhost.sh).
+cluster_scratch_cleanup() {
+  local failed=0 f
+  if [ "${rc:-0}" -ne 0 ] || [ "${FAILURES:-0}" -ne 0 ]; then failed=1; fi
+  if [ $failed -eq 1 ]; then
+    # shellcheck disable=SC2086 # globs, expanded here
+    for f in ${CLUSTER_TEST_LOGS:-}; do
+      [ -s "$f" ] && { echo "== $f"; tail -n 30 "$f"; }
+    done
+  fi
+  cluster_down --keep || { rc=1; failed=1; }
+  if [ $failed -eq 1 ]; then
+    echo "--- the cluster's state and logs are kept in $TDIR"
+  else
+    rm -rf "$TDIR"
+  fi
+}
+cluster_scratch_begin() {
+  TDIR=$(mktemp -d "/tmp/${1:?prefix}-XXXXXX")
+  CLUSTER_DIR="$TDIR/cluster"
+  EXTRA_CLEANUP=cluster_scratch_cleanup
+}
+
 # --- lookups -----------------------------------------------------------------
 
 # cluster_host_index HOST: HOST is "hostI" or "I"; prints I.

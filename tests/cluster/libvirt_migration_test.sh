@@ -47,24 +47,10 @@ TOOL="$BUILD/tests/vmhost-migration-tool"
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-cluster_test_cleanup() {
-  if [ "${rc:-0}" -ne 0 ] || [ "$FAILURES" -ne 0 ]; then
-    local f
-    for f in "$TDIR"/*.out "$CLUSTER_DIR"/host*/var/log/libvirt/*.log \
-      "$CLUSTER_DIR"/host*/var/log/libvirt/qemu/*.log; do
-      [ -s "$f" ] && { echo "== $f"; tail -n 30 "$f"; }
-    done
-  fi
-  cluster_down --keep || rc=1
-  if [ "${rc:-0}" -ne 0 ] || [ "$FAILURES" -ne 0 ]; then
-    echo "--- the cluster's state and logs are kept in $TDIR"
-  else
-    rm -rf "$TDIR"
-  fi
-}
-TDIR=$(mktemp -d /tmp/vmhost-libvirt-migration-XXXXXX)
-CLUSTER_DIR="$TDIR/cluster"
-EXTRA_CLEANUP=cluster_test_cleanup
+# The cluster and this test's files in a directory of their own (kept, with
+# these logs printed, on failure).
+cluster_scratch_begin vmhost-libvirt-migration
+CLUSTER_TEST_LOGS="$TDIR/*.out $CLUSTER_DIR/host*/var/log/libvirt/*.log $CLUSTER_DIR/host*/var/log/libvirt/qemu/*.log"
 
 # TLS: each host's certificates in its own /etc/libvirt/pki/qemu (made after
 # bring-up, once the addresses are known: QEMU reads them per migration; the
